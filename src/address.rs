@@ -1,0 +1,120 @@
+//! Email addresses as Rapport compares them: trimmed, lower-cased, checked for shape.
+
+/// Why an address was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddressError {
+    #[error("address is empty")]
+    Empty,
+    #[error("`{0}` has no single @ between a local part and a domain")]
+    Shape(String),
+    #[error("`{0}` has a domain without a dot or with invalid characters")]
+    Domain(String),
+    #[error("`{0}` contains spaces or control characters")]
+    Characters(String),
+    #[error("`{0}` is longer than 254 characters")]
+    TooLong(String),
+}
+
+/// Returns the canonical (lower-case, trimmed) form of an address, or why it is not one.
+///
+/// This is deliberately a shape check, not RFC 5322: it accepts what real mailboxes use and
+/// rejects what is obviously not an address (typos in CSV files, display names, blanks).
+pub fn normalize(raw: &str) -> Result<String, AddressError> {
+    let s = raw.trim().trim_start_matches('<').trim_end_matches('>');
+    if s.is_empty() {
+        return Err(AddressError::Empty);
+    }
+    if s.len() > 254 {
+        return Err(AddressError::TooLong(s.to_owned()));
+    }
+    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(AddressError::Characters(s.to_owned()));
+    }
+    let (local, domain) = match s.rsplit_once('@') {
+        Some((l, d)) if !l.is_empty() && !d.is_empty() && !l.contains('@') => (l, d),
+        _ => return Err(AddressError::Shape(s.to_owned())),
+    };
+    let domain_ok = domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains("..")
+        && domain.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '.');
+    if !domain_ok {
+        return Err(AddressError::Domain(s.to_owned()));
+    }
+    Ok(format!("{}@{}", local.to_lowercase(), domain.to_lowercase()))
+}
+
+/// The domain of a normalized address.
+pub fn domain_of(addr: &str) -> &str {
+    addr.rsplit_once('@').map(|(_, d)| d).unwrap_or("")
+}
+
+/// Removes a `+tag` from the local part (`sara+news@acme.example` → `sara@acme.example`).
+pub fn strip_plus_tag(addr: &str) -> String {
+    match addr.rsplit_once('@') {
+        Some((local, domain)) => match local.split_once('+') {
+            Some((base, _)) if !base.is_empty() => format!("{base}@{domain}"),
+            _ => addr.to_owned(),
+        },
+        None => addr.to_owned(),
+    }
+}
+
+/// Normalizes a domain name as written in config (`@Acme.Example` → `acme.example`).
+pub fn normalize_domain(raw: &str) -> Option<String> {
+    let d = raw.trim().trim_start_matches('@').trim_end_matches('.').to_lowercase();
+    let ok = !d.is_empty()
+        && !d.starts_with('.')
+        && !d.contains("..")
+        && d.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '.');
+    ok.then_some(d)
+}
+
+/// True when `domain` is `base` or one of its subdomains.
+pub fn domain_within(domain: &str, base: &str) -> bool {
+    domain == base
+        || (domain.len() > base.len() && domain.ends_with(base) && domain[..domain.len() - base.len()].ends_with('.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalizes_case_and_brackets() {
+        assert_eq!(
+            normalize(" <Sara.Lind@ACME.example> ").unwrap(),
+            "sara.lind@acme.example"
+        );
+    }
+
+    #[test]
+    fn rejects_non_addresses() {
+        assert_eq!(normalize(""), Err(AddressError::Empty));
+        assert!(matches!(normalize("sara"), Err(AddressError::Shape(_))));
+        assert!(matches!(normalize("a@b@c.example"), Err(AddressError::Shape(_))));
+        assert!(matches!(normalize("sara@acme"), Err(AddressError::Domain(_))));
+        assert!(matches!(normalize("sara@acme..example"), Err(AddressError::Domain(_))));
+        assert!(matches!(
+            normalize("sara lind@acme.example"),
+            Err(AddressError::Characters(_))
+        ));
+    }
+
+    #[test]
+    fn plus_tags() {
+        assert_eq!(strip_plus_tag("sara+news@acme.example"), "sara@acme.example");
+        assert_eq!(strip_plus_tag("+x@acme.example"), "+x@acme.example");
+        assert_eq!(strip_plus_tag("sara@acme.example"), "sara@acme.example");
+    }
+
+    #[test]
+    fn subdomains() {
+        assert!(domain_within("eu.acme.example", "acme.example"));
+        assert!(domain_within("acme.example", "acme.example"));
+        assert!(!domain_within("notacme.example", "acme.example"));
+        assert_eq!(normalize_domain("@Acme.Example."), Some("acme.example".into()));
+        assert_eq!(normalize_domain("bad domain"), None);
+    }
+}

@@ -1,0 +1,190 @@
+//! The `rapport` command line: parsing, and one function per command. Errors leave here as
+//! `anyhow` messages with context; `main.rs` prints them.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::clock;
+use crate::config::{Config, ConfigError, redact_url};
+use crate::daemon;
+use crate::leads;
+use crate::store::Store;
+
+/// Rapport logs your sales team's email and meetings as activities, counts them toward
+/// targets, and sends nurture sequences.
+#[derive(Debug, Parser)]
+#[command(name = "rapport", version, about, long_about = None)]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "RAPPORT_CONFIG",
+        default_value = "/etc/rapport/rapport.yaml"
+    )]
+    pub config: PathBuf,
+
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: sync every mailbox and calendar and log activities until stopped.
+    Run(RunArgs),
+    /// Validate the configuration and print every problem with file:line:column.
+    Check,
+    /// Apply the database migrations that are not applied yet.
+    Migrate,
+    /// Import and list leads.
+    #[command(subcommand)]
+    Leads(LeadsCommand),
+    /// Show leads, activities and the health of each source.
+    Status,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Sync every source once, print a per-rep summary and exit.
+    #[arg(long)]
+    pub once: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LeadsCommand {
+    /// Upsert leads from a CSV file with a header row (an `email` column is required).
+    Import {
+        /// The CSV file.
+        file: PathBuf,
+    },
+    /// List leads, ordered by email.
+    List {
+        /// How many leads to show.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        /// How many to skip.
+        #[arg(long, default_value_t = 0)]
+        offset: i64,
+    },
+}
+
+/// Loads the config, printing every problem to stderr when it is invalid.
+pub fn load_config(path: &Path) -> Result<Config> {
+    match Config::load(path) {
+        Ok(c) => Ok(c),
+        Err(ConfigError::Invalid(d)) => {
+            eprintln!("{d}");
+            anyhow::bail!("{} is invalid; nothing was started", path.display())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn open_store(config: &Config) -> Result<Store> {
+    let store = Store::open(config, clock::system()).await?;
+    store.migrate().await?;
+    store.sync_reps(config).await?;
+    Ok(store)
+}
+
+pub async fn execute(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Check => match Config::load(&cli.config) {
+            Ok(_) => Ok(ExitCode::SUCCESS),
+            Err(ConfigError::Invalid(d)) => {
+                eprintln!("{d}");
+                Ok(ExitCode::FAILURE)
+            }
+            Err(e) => Err(e.into()),
+        },
+        Command::Migrate => {
+            let config = load_config(&cli.config)?;
+            let store = Store::open(&config, clock::system()).await?;
+            store.migrate().await?;
+            println!("migrations applied to {}", redact_url(&config.database.url));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Leads(LeadsCommand::Import { file }) => {
+            let config = load_config(&cli.config)?;
+            let store = open_store(&config).await?;
+            let report = leads::import_file(&store, &config, &file).await?;
+            for r in &report.rejected {
+                eprintln!("{}: {r}", file.display());
+            }
+            let c = report.counts;
+            println!(
+                "{}: {} inserted, {} updated, {} unchanged, {} rejected",
+                file.display(),
+                c.inserted,
+                c.updated,
+                c.unchanged,
+                report.rejected.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Leads(LeadsCommand::List { limit, offset }) => {
+            let config = load_config(&cli.config)?;
+            let store = open_store(&config).await?;
+            let leads = store.list_leads(limit, offset).await?;
+            println!(
+                "{:<36} {:<24} {:<24} {:<10} STATUS",
+                "EMAIL", "NAME", "COMPANY", "OWNER"
+            );
+            for l in leads {
+                println!(
+                    "{:<36} {:<24} {:<24} {:<10} {}",
+                    l.email,
+                    l.name.unwrap_or_default(),
+                    l.company_name.or(l.company_domain).unwrap_or_default(),
+                    l.owner_rep.unwrap_or_default(),
+                    l.status
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status => {
+            let config = load_config(&cli.config)?;
+            let store = open_store(&config).await?;
+            print!("{}", daemon::status_text(&store, &config).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run(args) => {
+            let config = load_config(&cli.config)?;
+            let options = daemon::RunOptions { once: args.once };
+            daemon::run(config, clock::system(), options, daemon::shutdown_signal())
+                .await
+                .context("the daemon stopped with an error")?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Sets up logging: `RAPPORT_LOG` (or `RUST_LOG`) picks levels, default `info`.
+pub fn init_logging(format: LogFormat) {
+    let filter = std::env::var("RAPPORT_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".into());
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,0 +1,30 @@
+//! Rapport: sales activity logged from the mail and calendars reps already use.
+//!
+//! # Module map
+//!
+//! Data flows top to bottom:
+//!
+//! | module       | what it does |
+//! |--------------|--------------|
+//! | [`config`]   | The YAML config, validated with every error located (file:line:column). |
+//! | [`address`]  | Email address normalization shared by import and matching. |
+//! | [`leads`]    | CSV import of leads (row-numbered rejects). |
+//! | [`matcher`]  | Pure rules: internal / free-mail / company domains; observations → activities. |
+//! | [`activity`] | The activity vocabulary: kinds, directions, sources. |
+//! | [`store`]    | SQLite or PostgreSQL via sqlx: leads, activities (exactly once), cursors, health. |
+//! | [`report`]   | Counts and summaries read from the store. |
+//! | [`daemon`]   | Wiring and supervision only: open the store, start sources, stop cleanly. |
+//! | [`cli`]      | The `rapport` command line. |
+//! | [`clock`]    | Injected time. |
+#![forbid(unsafe_code)]
+
+pub mod activity;
+pub mod address;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod daemon;
+pub mod leads;
+pub mod matcher;
+pub mod report;
+pub mod store;

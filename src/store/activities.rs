@@ -1,0 +1,131 @@
+//! Activities, stored exactly once by their natural key (rep, kind, source, source id).
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+
+use super::{Store, Tx, with_pool, with_tx};
+use crate::activity::NewActivity;
+
+/// A stored activity, for listings and reports.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct ActivityRow {
+    pub id: i64,
+    pub rep_id: String,
+    pub kind: String,
+    pub occurred_at: DateTime<Utc>,
+    pub source: String,
+    pub source_id: String,
+    pub thread_key: Option<String>,
+    pub subject: Option<String>,
+    pub direction: String,
+}
+
+/// Activities per rep and kind.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct KindCount {
+    pub rep_id: String,
+    pub kind: String,
+    pub count: i64,
+}
+
+impl Tx {
+    /// Records an activity unless its natural key is already stored. Returns the new id, or
+    /// `None` when it was a duplicate.
+    pub async fn record_activity(&mut self, a: &NewActivity, now: DateTime<Utc>) -> Result<Option<i64>> {
+        with_tx!(self, |conn| {
+            let id: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO activities (rep_id, kind, occurred_at, source, source_id, thread_key, subject,
+                    direction, details, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                 ON CONFLICT (rep_id, kind, source, source_id) DO NOTHING
+                 RETURNING id",
+            )
+            .bind(&a.rep_id)
+            .bind(a.kind.as_str())
+            .bind(a.occurred_at)
+            .bind(a.source.as_str())
+            .bind(&a.source_id)
+            .bind(&a.thread_key)
+            .bind(&a.subject)
+            .bind(a.direction.as_str())
+            .bind(Json(&a.details))
+            .bind(now)
+            .fetch_optional(&mut *conn)
+            .await?;
+            if let Some(id) = id {
+                for lead in &a.lead_ids {
+                    sqlx::query(
+                        "INSERT INTO activity_leads (activity_id, lead_id) VALUES ($1, $2)
+                         ON CONFLICT DO NOTHING",
+                    )
+                    .bind(id)
+                    .bind(lead)
+                    .execute(&mut *conn)
+                    .await?;
+                }
+            }
+            Ok::<_, sqlx::Error>(id)
+        })
+        .with_context(|| format!("recording {} activity {}", a.kind, a.source_id))
+    }
+}
+
+impl Store {
+    /// Records one activity in its own transaction (see [`Tx::record_activity`]).
+    pub async fn record_activity(&self, a: &NewActivity) -> Result<Option<i64>> {
+        let mut tx = self.begin().await?;
+        let id = tx.record_activity(a, self.now()).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Activities per rep and kind, optionally limited to `[from, to)`.
+    pub async fn count_by_rep_and_kind(
+        &self,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> Result<Vec<KindCount>> {
+        with_pool!(self, |pool| {
+            sqlx::query_as::<_, KindCount>(
+                "SELECT rep_id, kind, COUNT(*) AS count FROM activities
+                 WHERE ($1 IS NULL OR occurred_at >= $1) AND ($2 IS NULL OR occurred_at < $2)
+                 GROUP BY rep_id, kind ORDER BY rep_id, kind",
+            )
+            .bind(from)
+            .bind(to)
+            .fetch_all(pool)
+            .await
+        })
+        .context("counting activities")
+    }
+
+    /// The activities linked to a lead, newest first.
+    pub async fn activities_for_lead(&self, lead_id: i64) -> Result<Vec<ActivityRow>> {
+        with_pool!(self, |pool| {
+            sqlx::query_as::<_, ActivityRow>(
+                "SELECT a.id, a.rep_id, a.kind, a.occurred_at, a.source, a.source_id, a.thread_key, a.subject, a.direction
+                 FROM activities a JOIN activity_leads al ON al.activity_id = a.id
+                 WHERE al.lead_id = $1 ORDER BY a.occurred_at DESC, a.id DESC",
+            )
+            .bind(lead_id)
+            .fetch_all(pool)
+            .await
+        })
+        .context("listing a lead's activities")
+    }
+
+    /// Most recent activities, newest first.
+    pub async fn recent_activities(&self, limit: i64) -> Result<Vec<ActivityRow>> {
+        with_pool!(self, |pool| {
+            sqlx::query_as::<_, ActivityRow>(
+                "SELECT id, rep_id, kind, occurred_at, source, source_id, thread_key, subject, direction
+                 FROM activities ORDER BY occurred_at DESC, id DESC LIMIT $1",
+            )
+            .bind(limit)
+            .fetch_all(pool)
+            .await
+        })
+        .context("listing activities")
+    }
+}

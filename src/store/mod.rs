@@ -1,0 +1,249 @@
+//! Persistence on SQLite (embedded default) or PostgreSQL (teams, several daemons), chosen by
+//! the database URL.
+//!
+//! Both backends run the same SQL wherever the dialects agree (sqlx's SQLite driver accepts
+//! `$1` placeholders too); the [`with_pool!`] and [`with_tx!`] macros expand one body for each
+//! backend, so a query is written once and type-checked twice. Where the dialects differ the
+//! code branches on [`Backend`] for that fragment only.
+
+mod activities;
+mod cursors;
+mod health;
+mod leads;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+
+pub use activities::{ActivityRow, KindCount};
+pub use cursors::SyncCursor;
+pub use health::{HealthState, SourceHealth};
+pub use leads::{Lead, LeadColumns, NewLead, UpsertCounts};
+
+use crate::clock::SharedClock;
+use crate::config::{Config, redact_url};
+
+/// Which database engine a store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone)]
+pub(crate) enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// A handle to the database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) pool: Pool,
+    pub(crate) clock: SharedClock,
+}
+
+/// An open transaction on either backend.
+pub enum Tx {
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+/// Runs `$body` with `$pool` bound to the concrete pool of the store's backend.
+macro_rules! with_pool {
+    ($store:expr, |$pool:ident| $body:expr) => {
+        match &$store.pool {
+            $crate::store::Pool::Sqlite($pool) => $body,
+            $crate::store::Pool::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// Runs `$body` with `$conn` bound to the concrete connection of a [`Tx`].
+macro_rules! with_tx {
+    ($tx:expr, |$conn:ident| $body:expr) => {
+        match $tx {
+            $crate::store::Tx::Sqlite(t) => {
+                let $conn = &mut **t;
+                $body
+            }
+            $crate::store::Tx::Postgres(t) => {
+                let $conn = &mut **t;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use {with_pool, with_tx};
+
+impl Store {
+    /// Connects to `url` (`sqlite://…` or `postgres://…`). SQLite files are created on demand
+    /// and run in WAL mode with a busy timeout and foreign keys on.
+    pub async fn connect(url: &str, max_connections: u32, clock: SharedClock) -> Result<Store> {
+        let pool = if url.starts_with("sqlite:") {
+            let opts = SqliteConnectOptions::from_str(url)
+                .with_context(|| format!("invalid SQLite URL {url}"))?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(max_connections.max(1))
+                .connect_with(opts)
+                .await
+                .with_context(|| format!("opening SQLite database {url}"))?;
+            Pool::Sqlite(pool)
+        } else {
+            let pool = PgPoolOptions::new()
+                .max_connections(max_connections.max(1))
+                .acquire_timeout(Duration::from_secs(10))
+                .connect(url)
+                .await
+                .with_context(|| format!("connecting to PostgreSQL at {}", redact_url(url)))?;
+            Pool::Postgres(pool)
+        };
+        Ok(Store { pool, clock })
+    }
+
+    /// Connects with the settings of a config file.
+    pub async fn open(config: &Config, clock: SharedClock) -> Result<Store> {
+        Store::connect(&config.database.url, config.database.max_connections, clock).await
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self.pool {
+            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// Applies the embedded migrations of this backend that are not applied yet.
+    pub async fn migrate(&self) -> Result<()> {
+        match &self.pool {
+            Pool::Sqlite(p) => sqlx::migrate!("./migrations/sqlite").run(p).await,
+            Pool::Postgres(p) => sqlx::migrate!("./migrations/postgres").run(p).await,
+        }
+        .context("applying database migrations")
+    }
+
+    /// Starts a transaction.
+    pub async fn begin(&self) -> Result<Tx> {
+        Ok(match &self.pool {
+            Pool::Sqlite(p) => Tx::Sqlite(p.begin().await.context("starting a transaction")?),
+            Pool::Postgres(p) => Tx::Postgres(p.begin().await.context("starting a transaction")?),
+        })
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        with_pool!(self, |pool| sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))
+            .context("database did not answer")?;
+        Ok(())
+    }
+
+    /// Writes the reps of the config to the `reps` table; reps no longer configured are kept
+    /// (their activities still count in history) but marked inactive.
+    pub async fn sync_reps(&self, config: &Config) -> Result<()> {
+        let now = self.now();
+        let mut tx = self.begin().await?;
+        with_tx!(&mut tx, |conn| {
+            sqlx::query("UPDATE reps SET active = $1")
+                .bind(false)
+                .execute(&mut *conn)
+                .await?;
+            for rep in &config.reps {
+                sqlx::query(
+                    "INSERT INTO reps (id, name, email, time_zone, team, active, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)
+                     ON CONFLICT (id) DO UPDATE SET name = excluded.name, email = excluded.email,
+                        time_zone = excluded.time_zone, team = excluded.team,
+                        active = excluded.active, updated_at = excluded.updated_at",
+                )
+                .bind(&rep.id)
+                .bind(&rep.name)
+                .bind(&rep.email)
+                .bind(rep.time_zone.name())
+                .bind(&rep.team)
+                .bind(true)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+            }
+            Ok::<_, sqlx::Error>(())
+        })
+        .context("writing reps")?;
+        tx.commit().await
+    }
+
+    /// Closes the pool, waiting for connections to be returned.
+    pub async fn close(&self) {
+        with_pool!(self, |pool| pool.close().await)
+    }
+}
+
+impl Tx {
+    pub async fn commit(self) -> Result<()> {
+        match self {
+            Tx::Sqlite(t) => t.commit().await,
+            Tx::Postgres(t) => t.commit().await,
+        }
+        .context("committing a transaction")
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            Tx::Sqlite(_) => Backend::Sqlite,
+            Tx::Postgres(_) => Backend::Postgres,
+        }
+    }
+}
+
+/// Counts shown by `rapport status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatusCounts {
+    pub leads: i64,
+    pub companies: i64,
+    pub activities: i64,
+    pub outbox: Vec<(String, i64)>,
+    pub enrollments: Vec<(String, i64)>,
+}
+
+impl Store {
+    pub async fn status_counts(&self) -> Result<StatusCounts> {
+        with_pool!(self, |pool| async {
+            let leads: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM leads").fetch_one(pool).await?;
+            let companies: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM companies")
+                .fetch_one(pool)
+                .await?;
+            let activities: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM activities")
+                .fetch_one(pool)
+                .await?;
+            let outbox: Vec<(String, i64)> =
+                sqlx::query_as("SELECT state, COUNT(*) FROM outbox GROUP BY state ORDER BY state")
+                    .fetch_all(pool)
+                    .await?;
+            let enrollments: Vec<(String, i64)> =
+                sqlx::query_as("SELECT state, COUNT(*) FROM enrollments GROUP BY state ORDER BY state")
+                    .fetch_all(pool)
+                    .await?;
+            Ok::<_, sqlx::Error>(StatusCounts {
+                leads,
+                companies,
+                activities,
+                outbox,
+                enrollments,
+            })
+        }
+        .await)
+        .context("reading status counts")
+    }
+}

@@ -1,0 +1,124 @@
+//! Shared test harness: a fresh store on SQLite (temp file) or PostgreSQL (own schema on the
+//! server named by `RAPPORT_TEST_PG_URL`, started by `scripts/test`).
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use chrono::{DateTime, TimeZone, Utc};
+use rapport::clock::ManualClock;
+use rapport::store::Store;
+
+pub const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// The PostgreSQL server tests use.
+pub fn pg_admin_url() -> String {
+    std::env::var("RAPPORT_TEST_PG_URL").unwrap_or_else(|_| DEFAULT_PG_URL.to_string())
+}
+
+/// A store with its own database, and the clock it was given.
+pub struct TestDb {
+    pub store: Store,
+    pub clock: ManualClock,
+    /// The URL a separate process (the `rapport` binary) would use to reach the same data.
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+pub fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 2, 9, 0, 0).unwrap()
+}
+
+impl TestDb {
+    pub async fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("rapport.db").display());
+        let clock = ManualClock::new(t0());
+        let store = Store::connect(&url, 4, Arc::new(clock.clone()))
+            .await
+            .expect("open sqlite");
+        store.migrate().await.expect("migrate sqlite");
+        TestDb {
+            store,
+            clock,
+            url,
+            _dir: Some(dir),
+        }
+    }
+
+    pub async fn postgres() -> TestDb {
+        let url = pg_schema_url().await;
+        let clock = ManualClock::new(t0());
+        let store = Store::connect(&url, 4, Arc::new(clock.clone()))
+            .await
+            .expect("open postgres");
+        store.migrate().await.expect("migrate postgres");
+        TestDb {
+            store,
+            clock,
+            url,
+            _dir: None,
+        }
+    }
+}
+
+/// Creates a fresh schema and returns a URL whose connections use it. Panics with what to do
+/// when no PostgreSQL is reachable: a store test never passes by skipping.
+pub async fn pg_schema_url() -> String {
+    use sqlx::Connection;
+    static N: AtomicU32 = AtomicU32::new(0);
+    let admin = pg_admin_url();
+    let mut conn = match sqlx::PgConnection::connect(&admin).await {
+        Ok(c) => c,
+        Err(e) => panic!(
+            "PostgreSQL is not reachable at {admin} ({e}).\n\
+             Run the suite with scripts/test, which starts a throwaway server, or install \
+             PostgreSQL (apt-get install postgresql) and set RAPPORT_TEST_PG_URL."
+        ),
+    };
+    let schema = format!(
+        "rt_{}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        fastrand::u32(..)
+    );
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .execute(&mut conn)
+        .await
+        .expect("create schema");
+    let sep = if admin.contains('?') { '&' } else { '?' };
+    format!("{admin}{sep}options=-c%20search_path%3D{schema}")
+}
+
+/// Declares an async test body to be run once on SQLite and once on PostgreSQL:
+/// `store_tests!(my_test);` with `async fn my_test(db: TestDb)`.
+#[macro_export]
+macro_rules! store_tests {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::common::TestDb::sqlite().await).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name($crate::common::TestDb::postgres().await).await
+            }
+        }
+    )*};
+}
+
+/// A config text for tests with two reps on example.com.
+pub fn config_yaml(database_url: &str, extra: &str) -> String {
+    format!(
+        "database:\n  url: \"{database_url}\"\ninternal_domains: [example.com]\nreps:\n  - id: alice\n    name: Alice\n    email: alice@example.com\n    time_zone: Europe/Stockholm\n  - id: bob\n    name: Bob\n    email: bob@example.com\n{extra}"
+    )
+}
+
+pub fn test_config(database_url: &str) -> rapport::config::Config {
+    rapport::config::Config::from_str(
+        std::path::Path::new("/tmp/rapport-test.yaml"),
+        &config_yaml(database_url, ""),
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}

@@ -1,0 +1,231 @@
+//! Store behaviour, each test on SQLite and on PostgreSQL.
+
+mod common;
+
+use chrono::Duration;
+use common::{TestDb, test_config};
+use rapport::activity::{ActivityKind, Direction, NewActivity, SourceKind};
+use rapport::store::{HealthState, LeadColumns, NewLead, SyncCursor, UpsertCounts};
+
+fn lead(email: &str, name: &str) -> NewLead {
+    NewLead {
+        email: email.into(),
+        name: Some(name.into()),
+        company_name: Some("Acme".into()),
+        company_domain: email.split('@').nth(1).map(str::to_owned),
+        owner_rep: Some("alice".into()),
+        time_zone: None,
+        status: None,
+        attributes: Default::default(),
+    }
+}
+
+fn activity(rep: &str, msg_id: &str, lead_ids: Vec<i64>) -> NewActivity {
+    NewActivity {
+        rep_id: rep.into(),
+        kind: ActivityKind::EmailSent,
+        occurred_at: common::t0(),
+        source: SourceKind::Mail,
+        source_id: msg_id.into(),
+        thread_key: Some(msg_id.into()),
+        subject: Some("Hello".into()),
+        direction: Direction::Outbound,
+        lead_ids,
+        details: serde_json::json!({}),
+    }
+}
+
+store_tests!(
+    migrations_are_idempotent,
+    lead_upsert_counts,
+    absent_columns_keep_values,
+    activities_are_stored_once,
+    cursors_round_trip,
+    health_is_recorded,
+    reps_follow_the_config,
+);
+
+async fn migrations_are_idempotent(db: TestDb) {
+    db.store.migrate().await.unwrap();
+    db.store.migrate().await.unwrap();
+    db.store.ping().await.unwrap();
+    assert_eq!(db.store.count_leads().await.unwrap(), 0);
+}
+
+async fn lead_upsert_counts(db: TestDb) {
+    let s = &db.store;
+    s.sync_reps(&test_config(&db.url)).await.unwrap();
+    let leads = vec![lead("sara@acme.example", "Sara"), lead("tom@acme.example", "Tom")];
+    let c = s.upsert_leads(&leads, LeadColumns::all()).await.unwrap();
+    assert_eq!(
+        c,
+        UpsertCounts {
+            inserted: 2,
+            updated: 0,
+            unchanged: 0
+        }
+    );
+    let c = s.upsert_leads(&leads, LeadColumns::all()).await.unwrap();
+    assert_eq!(
+        c,
+        UpsertCounts {
+            inserted: 0,
+            updated: 0,
+            unchanged: 2
+        }
+    );
+
+    let mut changed = leads.clone();
+    changed[1].name = Some("Tom Berg".into());
+    changed[1].attributes.insert("industry".into(), "steel".into());
+    let c = s.upsert_leads(&changed, LeadColumns::all()).await.unwrap();
+    assert_eq!(
+        c,
+        UpsertCounts {
+            inserted: 0,
+            updated: 1,
+            unchanged: 1
+        }
+    );
+
+    let tom = s.lead_by_email("TOM@acme.example").await.unwrap().expect("tom");
+    assert_eq!(tom.name.as_deref(), Some("Tom Berg"));
+    assert_eq!(tom.company_domain.as_deref(), Some("acme.example"));
+    assert_eq!(tom.attributes.0["industry"], "steel");
+    assert_eq!(tom.status, "new");
+    let counts = s.status_counts().await.unwrap();
+    assert_eq!((counts.leads, counts.companies), (2, 1));
+    let listed = s.list_leads(10, 0).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|l| l.email.as_str()).collect::<Vec<_>>(),
+        ["sara@acme.example", "tom@acme.example"]
+    );
+}
+
+async fn absent_columns_keep_values(db: TestDb) {
+    let s = &db.store;
+    s.sync_reps(&test_config(&db.url)).await.unwrap();
+    let mut first = lead("sara@acme.example", "Sara");
+    first.status = Some("qualified".into());
+    first.attributes.insert("tier".into(), "gold".into());
+    s.upsert_leads(&[first], LeadColumns::all()).await.unwrap();
+
+    // A later file with only email and a new attribute: name, status and tier stay.
+    let mut second = lead("sara@acme.example", "ignored");
+    second.name = None;
+    second.owner_rep = None;
+    second.attributes.insert("source".into(), "fair".into());
+    let cols = LeadColumns {
+        attributes: true,
+        ..Default::default()
+    };
+    let c = s.upsert_leads(&[second], cols).await.unwrap();
+    assert_eq!(c.updated, 1);
+    let sara = s.lead_by_email("sara@acme.example").await.unwrap().unwrap();
+    assert_eq!(sara.name.as_deref(), Some("Sara"));
+    assert_eq!(sara.status, "qualified");
+    assert_eq!(sara.owner_rep.as_deref(), Some("alice"));
+    assert_eq!(sara.attributes.0["tier"], "gold");
+    assert_eq!(sara.attributes.0["source"], "fair");
+}
+
+async fn activities_are_stored_once(db: TestDb) {
+    let s = &db.store;
+    s.sync_reps(&test_config(&db.url)).await.unwrap();
+    s.upsert_leads(&[lead("sara@acme.example", "Sara")], LeadColumns::all())
+        .await
+        .unwrap();
+    let sara = s.lead_by_email("sara@acme.example").await.unwrap().unwrap();
+
+    let a = activity("alice", "<m1@example.com>", vec![sara.id]);
+    let first = s.record_activity(&a).await.unwrap();
+    assert!(first.is_some());
+    assert_eq!(s.record_activity(&a).await.unwrap(), None, "same natural key twice");
+
+    // Same message for another rep is another activity; same rep, other kind too.
+    assert!(
+        s.record_activity(&activity("bob", "<m1@example.com>", vec![]))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let mut reply = a.clone();
+    reply.kind = ActivityKind::ReplyReceived;
+    reply.occurred_at += Duration::hours(1);
+    assert!(s.record_activity(&reply).await.unwrap().is_some());
+
+    let for_sara = s.activities_for_lead(sara.id).await.unwrap();
+    assert_eq!(for_sara.len(), 2);
+    assert_eq!(for_sara[0].kind, "reply_received", "newest first");
+    let counts = s.count_by_rep_and_kind(None, None).await.unwrap();
+    let total: i64 = counts.iter().map(|c| c.count).sum();
+    assert_eq!(total, 3);
+    let window = s
+        .count_by_rep_and_kind(Some(common::t0() + Duration::minutes(30)), None)
+        .await
+        .unwrap();
+    assert_eq!(window.len(), 1);
+    assert_eq!(window[0].kind, "reply_received");
+}
+
+async fn cursors_round_trip(db: TestDb) {
+    let s = &db.store;
+    assert_eq!(s.cursor("alice-imap", "INBOX").await.unwrap(), None);
+    let mut c = SyncCursor {
+        source_id: "alice-imap".into(),
+        scope: "INBOX".into(),
+        validity: Some(1_700_000_000),
+        last_uid: Some(42),
+        highest_modseq: Some(9_000_000_000),
+        token: None,
+    };
+    let mut tx = s.begin().await.unwrap();
+    tx.put_cursor(&c, s.now()).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(s.cursor("alice-imap", "INBOX").await.unwrap(), Some(c.clone()));
+
+    // A rolled-back transaction leaves the cursor where it was.
+    c.last_uid = Some(99);
+    let mut tx = s.begin().await.unwrap();
+    tx.put_cursor(&c, s.now()).await.unwrap();
+    drop(tx);
+    assert_eq!(
+        s.cursor("alice-imap", "INBOX").await.unwrap().unwrap().last_uid,
+        Some(42)
+    );
+    assert_eq!(s.cursors_of("alice-imap").await.unwrap().len(), 1);
+}
+
+async fn health_is_recorded(db: TestDb) {
+    let s = &db.store;
+    s.set_health("alice-imap", "imap", HealthState::Ok, None).await.unwrap();
+    db.clock.advance(Duration::minutes(5));
+    s.set_health("alice-imap", "imap", HealthState::AuthFailed, Some("LOGIN refused"))
+        .await
+        .unwrap();
+    let h = s.health().await.unwrap();
+    assert_eq!(h.len(), 1);
+    assert_eq!(h[0].state, "auth_failed");
+    assert_eq!(h[0].last_error.as_deref(), Some("LOGIN refused"));
+    assert_eq!(h[0].last_success_at, Some(common::t0()), "success time kept");
+    assert_eq!(h[0].last_error_at, Some(common::t0() + Duration::minutes(5)));
+}
+
+async fn reps_follow_the_config(db: TestDb) {
+    let s = &db.store;
+    let config = test_config(&db.url);
+    s.sync_reps(&config).await.unwrap();
+    s.sync_reps(&config).await.unwrap();
+    // An activity for a rep that is not configured violates the foreign key.
+    assert!(
+        s.record_activity(&activity("mallory", "<x@example.com>", vec![]))
+            .await
+            .is_err()
+    );
+    assert!(
+        s.record_activity(&activity("bob", "<x@example.com>", vec![]))
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
