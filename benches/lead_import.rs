@@ -130,7 +130,7 @@ async fn main() {
     {
         use sqlx::Connection;
         let mut c = sqlx::PgConnection::connect(&admin).await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        sqlx::query(&format!("CREATE SCHEMA {schema}"))
             .execute(&mut c)
             .await
             .unwrap();
@@ -144,7 +144,7 @@ async fn main() {
     .await;
     use sqlx::Connection;
     let mut c = sqlx::PgConnection::connect(&admin).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
         .execute(&mut c)
         .await
         .unwrap();

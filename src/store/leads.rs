@@ -80,9 +80,16 @@ pub struct Lead {
     pub created_at: DateTime<Utc>,
 }
 
-const LEAD_SELECT: &str = "SELECT l.id, l.email, l.name, l.company_name, c.domain AS company_domain, l.owner_rep,
+macro_rules! lead_select {
+    ($tail:literal) => {
+        concat!(
+            "SELECT l.id, l.email, l.name, l.company_name, c.domain AS company_domain, l.owner_rep,
         l.time_zone, l.status, l.attributes, l.bounced_at, l.unsubscribed_at, l.created_at
-     FROM leads l LEFT JOIN companies c ON c.id = l.company_id";
+     FROM leads l LEFT JOIN companies c ON c.id = l.company_id ",
+            $tail
+        )
+    };
+}
 
 /// Rows per statement on SQLite: 8 parameters a row stays far below its variable limit.
 const SQLITE_BATCH: usize = 1000;
@@ -133,13 +140,11 @@ impl Store {
     /// Leads ordered by email, a page at a time.
     pub async fn list_leads(&self, limit: i64, offset: i64) -> Result<Vec<Lead>> {
         with_pool!(self, |pool| {
-            sqlx::query_as::<_, Lead>(sqlx::AssertSqlSafe(format!(
-                "{LEAD_SELECT} ORDER BY l.email_key LIMIT $1 OFFSET $2"
-            )))
-            .bind(limit)
-            .bind(offset)
-            .fetch_all(pool)
-            .await
+            sqlx::query_as::<_, Lead>(lead_select!("ORDER BY l.email_key LIMIT $1 OFFSET $2"))
+                .bind(limit)
+                .bind(offset)
+                .fetch_all(pool)
+                .await
         })
         .context("listing leads")
     }
@@ -147,7 +152,7 @@ impl Store {
     pub async fn lead_by_email(&self, email: &str) -> Result<Option<Lead>> {
         let key = email.trim().to_lowercase();
         with_pool!(self, |pool| {
-            sqlx::query_as::<_, Lead>(sqlx::AssertSqlSafe(format!("{LEAD_SELECT} WHERE l.email_key = $1")))
+            sqlx::query_as::<_, Lead>(lead_select!("WHERE l.email_key = $1"))
                 .bind(&key)
                 .fetch_optional(pool)
                 .await
@@ -191,7 +196,7 @@ impl<'a> Columns<'a> {
     }
 
     /// SQLite: the rows as a VALUES list (`v.column1` …).
-    fn push_values(&self, qb: &mut QueryBuilder<sqlx::Sqlite>) {
+    fn push_values(&self, qb: &mut QueryBuilder<'a, sqlx::Sqlite>) {
         qb.push("(");
         qb.push_values(0..self.email.len(), |mut b, i| {
             b.push_bind(self.email[i])
@@ -201,23 +206,23 @@ impl<'a> Columns<'a> {
                 .push_bind(self.owner[i])
                 .push_bind(self.time_zone[i])
                 .push_bind(self.status[i])
-                .push_bind(self.attributes[i]);
+                .push_bind(Json(self.attributes[i].0));
         });
         qb.push(") AS v");
     }
 
     /// PostgreSQL: the rows as one array per column, so a batch is 8 parameters and the plan
     /// stays small however many rows there are.
-    fn push_unnest(&self, qb: &mut QueryBuilder<sqlx::Postgres>) {
+    fn push_unnest(self, qb: &mut QueryBuilder<'a, sqlx::Postgres>) {
         qb.push("UNNEST(");
-        qb.push_bind(&self.email).push("::text[], ");
-        qb.push_bind(&self.name).push("::text[], ");
-        qb.push_bind(&self.company_id).push("::int8[], ");
-        qb.push_bind(&self.company_name).push("::text[], ");
-        qb.push_bind(&self.owner).push("::text[], ");
-        qb.push_bind(&self.time_zone).push("::text[], ");
-        qb.push_bind(&self.status).push("::text[], ");
-        qb.push_bind(&self.attributes).push("::jsonb[]");
+        qb.push_bind(self.email).push("::text[], ");
+        qb.push_bind(self.name).push("::text[], ");
+        qb.push_bind(self.company_id).push("::int8[], ");
+        qb.push_bind(self.company_name).push("::text[], ");
+        qb.push_bind(self.owner).push("::text[], ");
+        qb.push_bind(self.time_zone).push("::text[], ");
+        qb.push_bind(self.status).push("::text[], ");
+        qb.push_bind(self.attributes).push("::jsonb[]");
         qb.push(") AS v(column1, column2, column3, column4, column5, column6, column7, column8)");
     }
 }

@@ -82,7 +82,7 @@ pub async fn pg_schema_url() -> String {
         N.fetch_add(1, Ordering::Relaxed),
         fastrand::u32(..)
     );
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
         .execute(&mut conn)
         .await
         .expect("create schema");
