@@ -27,4 +27,5 @@ pub mod daemon;
 pub mod leads;
 pub mod matcher;
 pub mod report;
+pub mod sources;
 pub mod store;

@@ -71,3 +71,36 @@ ensure_postgres() {
   "$bindir/createdb" -h 127.0.0.1 -p "$port" -U postgres test
   export RAPPORT_TEST_PG_URL="postgres://postgres@127.0.0.1:$port/test"
 }
+
+# Installs Dovecot's IMAP server for the tests, which start their own instances (tests/common/dovecot.rs:
+# temp dir, free port, own config), and creates the unprivileged user `rapport-mail` those instances
+# store mail as (Dovecot refuses mail access as root). The Debian system service is not wanted: if
+# installing the package started it, it is stopped and kept from starting at boot.
+ensure_dovecot() {
+  if [ ! -x /usr/sbin/dovecot ]; then
+    ensure_packages dovecot-imapd
+    # Stop the system instance the package's postinst may have started (policy-rc.d usually
+    # prevents that in containers, but not everywhere).
+    if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+      systemctl disable --now dovecot.service dovecot.socket >/dev/null 2>&1 || true
+    elif [ -x /etc/init.d/dovecot ]; then
+      /etc/init.d/dovecot stop >/dev/null 2>&1 || true
+      update-rc.d dovecot disable >/dev/null 2>&1 || true
+    fi
+    local pid
+    pid=$(cat /run/dovecot/master.pid 2>/dev/null || true)
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+      log "stopping the system Dovecot (pid $pid)"
+      kill "$pid" || true
+    fi
+  fi
+  if ! id rapport-mail >/dev/null 2>&1; then
+    if [ "$(id -u)" -ne 0 ]; then
+      echo "missing user rapport-mail (run as root, or: sudo useradd --system --user-group --no-create-home --shell /usr/sbin/nologin rapport-mail)" >&2
+      return 1
+    fi
+    log "creating the system user rapport-mail"
+    useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin rapport-mail
+  fi
+  log "Dovecot $(/usr/sbin/dovecot --version | cut -d' ' -f1)"
+}

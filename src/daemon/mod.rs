@@ -1,16 +1,27 @@
 //! Wires the parts together and supervises them: open the store, import seed leads, start
-//! one task per source, stop cleanly. No business logic lives here.
+//! one task per mailbox, stop cleanly within the shutdown deadline. No business logic here.
 
+mod mailbox;
+
+use std::collections::HashMap;
 use std::fmt::Write;
 use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
 
-use anyhow::Result;
-use tracing::{info, warn};
+use anyhow::{Context, Result};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+pub use mailbox::MailboxTask;
 
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::leads;
 use crate::report;
+use crate::sources::Backoff;
+use crate::sources::mail::{Ingestor, MatchRules};
 use crate::store::Store;
 
 /// How `run` behaves.
@@ -28,16 +39,25 @@ pub async fn prepare_store(config: &Config, clock: SharedClock) -> Result<Store>
     Ok(store)
 }
 
-/// Runs the daemon until `shutdown` completes (or, with `once`, until one pass is done).
-pub async fn run(
-    config: Config,
-    clock: SharedClock,
-    options: RunOptions,
-    shutdown: impl Future<Output = ()>,
-) -> Result<()> {
-    let store = prepare_store(&config, clock).await?;
+/// One task per configured mailbox, sharing the matching rules.
+pub async fn mailbox_tasks(config: &Config, store: &Store) -> Result<(Vec<MailboxTask>, Arc<MatchRules>)> {
+    let rules = Arc::new(MatchRules::new(config, store.load_lead_index().await?));
+    let mut tasks = Vec::new();
+    for mb in &config.mailboxes {
+        let rep = config
+            .mailbox_owner(&mb.id)
+            .with_context(|| format!("mailbox {} belongs to no rep", mb.id))?;
+        tasks.push(MailboxTask {
+            config: mb.clone(),
+            ingestor: Arc::new(Ingestor::new(store.clone(), &mb.id, rep, rules.clone())),
+        });
+    }
+    Ok((tasks, rules))
+}
+
+async fn import_lead_files(config: &Config, store: &Store) -> Result<()> {
     for file in &config.lead_files {
-        let report = leads::import_file(&store, &config, file).await?;
+        let report = leads::import_file(store, config, file).await?;
         for r in &report.rejected {
             warn!(file = %file.display(), "lead not imported: {r}");
         }
@@ -50,21 +70,142 @@ pub async fn run(
             "leads imported"
         );
     }
+    Ok(())
+}
+
+/// Runs the daemon until `shutdown` completes (or, with `once`, until one pass is done).
+pub async fn run(
+    config: Config,
+    clock: SharedClock,
+    options: RunOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    let store = prepare_store(&config, clock).await?;
+    import_lead_files(&config, &store).await?;
+    let (tasks, rules) = mailbox_tasks(&config, &store).await?;
+
     if options.once {
+        for t in &tasks {
+            match t.sync_once().await {
+                Ok(stats) => t.ingestor.synced(t.kind(), &stats).await,
+                Err(e) => {
+                    error!(mailbox = %t.config.id, "sync failed: {e:#}");
+                    let state = if e.is_auth() {
+                        crate::store::HealthState::AuthFailed
+                    } else {
+                        crate::store::HealthState::Failed
+                    };
+                    store
+                        .set_health(&t.config.id, t.kind(), state, Some(&format!("{e:#}")))
+                        .await?;
+                }
+            }
+        }
         let counts = store.count_by_rep_and_kind(None, None).await?;
         print!("{}", report::summary_table(&config, &counts));
         store.close().await;
         return Ok(());
     }
+
+    let cancel = CancellationToken::new();
+    let mut supervisor = Supervisor::default();
+    for t in tasks {
+        supervisor.start(t, &cancel);
+    }
+    let refresher = tokio::spawn(refresh_index(store.clone(), rules, cancel.child_token()));
     info!(
         reps = config.reps.len(),
         mailboxes = config.mailboxes.len(),
         "rapport is running"
     );
-    shutdown.await;
+    tokio::select! {
+        _ = shutdown => {}
+        _ = supervisor.supervise(&cancel) => {}
+    }
     info!("shutting down");
+    cancel.cancel();
+    supervisor.stop(config.shutdown_timeout).await;
+    let _ = refresher.await;
     store.close().await;
     Ok(())
+}
+
+/// Reloads the lead index when leads change outside this process (an import from the CLI).
+async fn refresh_index(store: Store, rules: Arc<MatchRules>, cancel: CancellationToken) {
+    let mut last = store.leads_version().await.ok();
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+        }
+        match store.leads_version().await {
+            Ok(v) if Some(&v) != last.as_ref() => match store.load_lead_index().await {
+                Ok(index) => {
+                    info!(leads = index.lead_count(), "lead index reloaded");
+                    *rules.index.write().await = index;
+                    last = Some(v);
+                }
+                Err(e) => warn!("cannot reload leads: {e:#}"),
+            },
+            Ok(_) => {}
+            Err(e) => warn!("cannot check leads: {e:#}"),
+        }
+    }
+}
+
+/// Restarts source tasks that die unexpectedly (a panic), with backoff, and stops them all
+/// within a deadline on shutdown.
+#[derive(Default)]
+struct Supervisor {
+    set: JoinSet<()>,
+    running: HashMap<tokio::task::Id, (String, MailboxTask)>,
+    backoff: HashMap<String, Backoff>,
+}
+
+impl Supervisor {
+    fn start(&mut self, task: MailboxTask, cancel: &CancellationToken) {
+        let copy = MailboxTask {
+            config: task.config.clone(),
+            ingestor: task.ingestor.clone(),
+        };
+        let id = task.config.id.clone();
+        let handle = self.set.spawn(task.run(cancel.child_token()));
+        self.running.insert(handle.id(), (id, copy));
+    }
+
+    /// Waits for tasks to end; restarts the ones that panicked. Returns when none is left.
+    async fn supervise(&mut self, cancel: &CancellationToken) {
+        while let Some(done) = self.set.join_next_with_id().await {
+            let (task_id, panicked) = match done {
+                Ok((id, ())) => (id, false),
+                Err(e) => (e.id(), e.is_panic()),
+            };
+            let Some((name, task)) = self.running.remove(&task_id) else {
+                continue;
+            };
+            if !panicked || cancel.is_cancelled() {
+                continue;
+            }
+            let delay = self.backoff.entry(name.clone()).or_default().next_delay();
+            error!(mailbox = %name, restart_in = ?delay, "mailbox task panicked; restarting");
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(delay) => {}
+            }
+            self.start(task, cancel);
+        }
+        // Every task ended (all stopped for authentication, or none configured): idle until shutdown.
+        cancel.cancelled().await;
+    }
+
+    async fn stop(&mut self, deadline: Duration) {
+        let all_done = async { while self.set.join_next().await.is_some() {} };
+        if tokio::time::timeout(deadline, all_done).await.is_err() {
+            let names: Vec<&str> = self.running.values().map(|(n, _)| n.as_str()).collect();
+            warn!(still_running = ?names, "shutdown deadline passed; abandoning these tasks");
+            self.set.abort_all();
+        }
+    }
 }
 
 /// Completes on SIGTERM or SIGINT.

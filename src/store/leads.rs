@@ -130,6 +130,16 @@ impl Store {
         Ok(total)
     }
 
+    /// Changes whenever leads are added or updated: the number of leads and the latest update.
+    pub async fn leads_version(&self) -> Result<(i64, Option<DateTime<Utc>>)> {
+        with_pool!(self, |pool| sqlx::query_as(
+            "SELECT COUNT(*), MAX(updated_at) FROM leads"
+        )
+        .fetch_one(pool)
+        .await)
+        .context("checking leads")
+    }
+
     pub async fn count_leads(&self) -> Result<i64> {
         with_pool!(self, |pool| sqlx::query_scalar("SELECT COUNT(*) FROM leads")
             .fetch_one(pool)

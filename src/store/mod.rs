@@ -10,6 +10,7 @@ mod activities;
 mod cursors;
 mod health;
 mod leads;
+mod mail;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -23,6 +24,7 @@ pub use activities::{ActivityRow, KindCount};
 pub use cursors::SyncCursor;
 pub use health::{HealthState, SourceHealth};
 pub use leads::{Lead, LeadColumns, NewLead, UpsertCounts};
+pub use mail::SeenMail;
 
 use crate::clock::SharedClock;
 use crate::config::{Config, redact_url};

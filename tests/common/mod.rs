@@ -122,3 +122,4 @@ pub fn test_config(database_url: &str) -> rapport::config::Config {
     )
     .unwrap_or_else(|e| panic!("{e}"))
 }
+pub mod dovecot;

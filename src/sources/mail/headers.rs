@@ -1,0 +1,311 @@
+//! The header fields Rapport reads from a message, parsed leniently: a broken header yields
+//! `None` or an empty list, never an error, so one bad message never stalls a mailbox.
+
+use chrono::{DateTime, TimeZone, Utc};
+use mail_parser::{Address, HeaderName, HeaderValue, Message, MessageParser};
+
+use crate::address;
+
+/// The header fields IMAP fetches for each message (`BODY.PEEK[HEADER.FIELDS (...)]`).
+pub const FETCHED_FIELDS: &str = "MESSAGE-ID FROM TO CC BCC DATE SUBJECT IN-REPLY-TO REFERENCES \
+    AUTO-SUBMITTED PRECEDENCE LIST-ID LIST-UNSUBSCRIBE CONTENT-TYPE X-AUTOREPLY X-AUTORESPOND \
+    X-AUTO-RESPONSE-SUPPRESS X-FAILED-RECIPIENTS";
+
+/// What the matcher needs to know about one message.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MailHeaders {
+    /// Without angle brackets. `None` when the message has none (an id is synthesized later).
+    pub message_id: Option<String>,
+    /// Normalized addresses; malformed ones are dropped.
+    pub from: Vec<String>,
+    pub to: Vec<String>,
+    pub cc: Vec<String>,
+    pub bcc: Vec<String>,
+    pub date: Option<DateTime<Utc>>,
+    pub subject: Option<String>,
+    pub in_reply_to: Vec<String>,
+    pub references: Vec<String>,
+    pub auto_submitted: Option<String>,
+    pub precedence: Option<String>,
+    pub has_list_id: bool,
+    pub has_list_unsubscribe: bool,
+    /// `X-Autoreply`, `X-Autorespond` or a Microsoft auto-response marker.
+    pub vendor_auto_reply: bool,
+    /// `multipart/report; report-type=delivery-status`.
+    pub is_delivery_report: bool,
+    /// Recipients a bounce names (from the DSN part, or `X-Failed-Recipients`).
+    pub failed_recipients: Vec<String>,
+}
+
+impl MailHeaders {
+    /// Parses a whole message or just its header block.
+    pub fn parse(raw: &[u8]) -> Option<MailHeaders> {
+        let msg = MessageParser::default().parse(raw)?;
+        if msg.headers().is_empty() {
+            return None;
+        }
+        let mut h = from_message(&msg);
+        if h.is_delivery_report || looks_like_bounce_sender(&h) {
+            for r in dsn_failed_recipients(raw) {
+                if !h.failed_recipients.contains(&r) {
+                    h.failed_recipients.push(r);
+                }
+            }
+        }
+        Some(h)
+    }
+
+    /// The sender, if there is exactly one usable From address (the usual case).
+    pub fn sender(&self) -> Option<&str> {
+        self.from.first().map(String::as_str)
+    }
+
+    /// Every recipient (To, Cc, Bcc).
+    pub fn recipients(&self) -> impl Iterator<Item = &str> {
+        self.to.iter().chain(&self.cc).chain(&self.bcc).map(String::as_str)
+    }
+
+    /// The thread this message belongs to: the first id of References, else In-Reply-To, else
+    /// its own id.
+    pub fn thread_key(&self, own_id: &str) -> String {
+        self.references
+            .first()
+            .or(self.in_reply_to.first())
+            .cloned()
+            .unwrap_or_else(|| own_id.to_owned())
+    }
+
+    /// The Message-ID, or a stable id made from the fields every copy of the message shares.
+    pub fn effective_message_id(&self) -> String {
+        if let Some(id) = &self.message_id {
+            return id.clone();
+        }
+        let mut h = Fnv64::default();
+        for part in [&self.from, &self.to, &self.cc] {
+            for a in part {
+                h.write(a.as_bytes());
+                h.write(b",");
+            }
+            h.write(b"|");
+        }
+        if let Some(d) = self.date {
+            h.write(d.timestamp().to_string().as_bytes());
+        }
+        h.write(b"|");
+        h.write(self.subject.as_deref().unwrap_or("").as_bytes());
+        format!("rapport-synthetic-{:016x}@local", h.0)
+    }
+}
+
+fn from_message(msg: &Message<'_>) -> MailHeaders {
+    let text = |name: &str| -> Option<String> {
+        msg.header_raw(header_name(name))
+            .map(|v| v.trim().to_ascii_lowercase())
+            .filter(|v| !v.is_empty())
+    };
+    let content_type = msg
+        .header(HeaderName::ContentType)
+        .and_then(HeaderValue::as_content_type);
+    let is_delivery_report = content_type.is_some_and(|ct| {
+        ct.ctype().eq_ignore_ascii_case("multipart")
+            && ct.subtype().is_some_and(|s| s.eq_ignore_ascii_case("report"))
+            && ct
+                .attribute("report-type")
+                .is_some_and(|r| r.eq_ignore_ascii_case("delivery-status"))
+    });
+    let failed_recipients = msg
+        .header_raw(header_name("X-Failed-Recipients"))
+        .map(|v| v.split(',').filter_map(|a| address::normalize(a).ok()).collect())
+        .unwrap_or_default();
+    MailHeaders {
+        message_id: msg.message_id().map(clean_id).filter(|s| !s.is_empty()),
+        from: addresses(msg.from()),
+        to: addresses(msg.to()),
+        cc: addresses(msg.cc()),
+        bcc: addresses(msg.bcc()),
+        date: msg
+            .date()
+            .and_then(|d| Utc.timestamp_opt(d.to_timestamp(), 0).single())
+            .filter(|d| d.timestamp() > 0),
+        subject: msg.subject().map(|s| s.trim().to_owned()),
+        in_reply_to: ids(msg.in_reply_to()),
+        references: ids(msg.references()),
+        auto_submitted: text("Auto-Submitted"),
+        precedence: text("Precedence"),
+        has_list_id: !msg.list_id().is_empty(),
+        has_list_unsubscribe: !msg.list_unsubscribe().is_empty(),
+        vendor_auto_reply: text("X-Autoreply").is_some_and(|v| v != "no")
+            || text("X-Autorespond").is_some()
+            || text("X-Auto-Response-Suppress").is_some_and(|v| v.contains("oof") || v == "all"),
+        is_delivery_report,
+        failed_recipients,
+    }
+}
+
+/// mail-parser keys well-known headers by variant, the rest by name.
+fn header_name(name: &str) -> HeaderName<'_> {
+    HeaderName::parse(name).unwrap_or(HeaderName::Other(name.into()))
+}
+
+fn addresses(a: Option<&Address<'_>>) -> Vec<String> {
+    a.map(|a| {
+        a.iter()
+            .filter_map(|x| x.address())
+            .filter_map(|s| address::normalize(s).ok())
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+fn clean_id(s: &str) -> String {
+    s.trim().trim_start_matches('<').trim_end_matches('>').trim().to_owned()
+}
+
+fn ids(v: &HeaderValue<'_>) -> Vec<String> {
+    match v {
+        HeaderValue::Text(t) => vec![clean_id(t)],
+        HeaderValue::TextList(l) => l.iter().map(|t| clean_id(t)).collect(),
+        _ => Vec::new(),
+    }
+    .into_iter()
+    .filter(|s| !s.is_empty())
+    .collect()
+}
+
+fn looks_like_bounce_sender(h: &MailHeaders) -> bool {
+    h.sender().is_some_and(|s| {
+        let local = s.split('@').next().unwrap_or("");
+        local == "mailer-daemon" || local == "postmaster"
+    })
+}
+
+/// The recipients a delivery-status notification reports as failed: each `Final-Recipient`
+/// (or `Original-Recipient`) whose block has `Action: failed`.
+pub fn dsn_failed_recipients(raw: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(raw);
+    let mut out = Vec::new();
+    let mut current: Option<String> = None;
+    let mut flush = |cur: &mut Option<String>, failed: bool| {
+        if let Some(a) = cur.take()
+            && failed
+            && !out.contains(&a)
+        {
+            out.push(a);
+        }
+    };
+    for line in text.lines() {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let name = name.trim().to_ascii_lowercase();
+        match name.as_str() {
+            "final-recipient" | "original-recipient" => {
+                let addr = value.split_once(';').map(|(_, a)| a).unwrap_or(value);
+                if let Ok(a) = address::normalize(addr)
+                    && current.is_none()
+                {
+                    current = Some(a);
+                }
+            }
+            "action" => {
+                let failed = value.trim().eq_ignore_ascii_case("failed");
+                flush(&mut current, failed);
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// FNV-1a, 64 bit: a hash that is the same on every run and every Rust version.
+#[derive(Debug)]
+struct Fnv64(u64);
+
+impl Default for Fnv64 {
+    fn default() -> Self {
+        Fnv64(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv64 {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_fields_that_matter() {
+        let raw = b"Message-ID: <abc@acme.example>\r\nFrom: Sara Lind <Sara.Lind@Acme.example>\r\n\
+            To: alice@example.com, \"Bob\" <bob@example.com>\r\nCc: x@y.example\r\n\
+            Date: Mon, 2 Nov 2026 10:00:00 +0100\r\nSubject: =?utf-8?q?R=C3=A9union?=\r\n\
+            In-Reply-To: <m1@example.com>\r\nReferences: <m0@example.com> <m1@example.com>\r\n\
+            Auto-Submitted: auto-replied\r\n\r\nbody\r\n";
+        let h = MailHeaders::parse(raw).unwrap();
+        assert_eq!(h.message_id.as_deref(), Some("abc@acme.example"));
+        assert_eq!(h.from, ["sara.lind@acme.example"]);
+        assert_eq!(h.to, ["alice@example.com", "bob@example.com"]);
+        assert_eq!(h.subject.as_deref(), Some("Réunion"));
+        assert_eq!(h.date.unwrap().to_rfc3339(), "2026-11-02T09:00:00+00:00");
+        assert_eq!(h.in_reply_to, ["m1@example.com"]);
+        assert_eq!(h.references, ["m0@example.com", "m1@example.com"]);
+        assert_eq!(h.thread_key("abc@acme.example"), "m0@example.com");
+        assert_eq!(h.auto_submitted.as_deref(), Some("auto-replied"));
+    }
+
+    #[test]
+    fn missing_message_id_gets_a_stable_synthetic_one() {
+        let raw = b"From: a@acme.example\r\nTo: alice@example.com\r\nSubject: hi\r\nDate: Mon, 2 Nov 2026 10:00:00 +0000\r\n\r\n";
+        let a = MailHeaders::parse(raw).unwrap();
+        let b = MailHeaders::parse(raw).unwrap();
+        assert_eq!(a.message_id, None);
+        assert_eq!(a.effective_message_id(), b.effective_message_id());
+        assert!(a.effective_message_id().starts_with("rapport-synthetic-"));
+    }
+
+    #[test]
+    fn delivery_reports_name_failed_recipients() {
+        let raw = b"From: MAILER-DAEMON@mx.acme.example\r\nTo: alice@example.com\r\nSubject: Undelivered\r\n\
+            MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\n\r\n\
+            --b\r\nContent-Type: text/plain\r\n\r\nsorry\r\n\
+            --b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.acme.example\r\n\r\n\
+            Final-Recipient: rfc822; gone@acme.example\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n\
+            Final-Recipient: rfc822; slow@acme.example\r\nAction: delayed\r\nStatus: 4.4.1\r\n\r\n--b--\r\n";
+        let h = MailHeaders::parse(raw).unwrap();
+        assert!(h.is_delivery_report);
+        assert_eq!(h.failed_recipients, ["gone@acme.example"]);
+    }
+
+    #[test]
+    fn junk_never_panics() {
+        let cases: Vec<Vec<u8>> = vec![
+            b"".to_vec(),
+            b"\x00\xff\xfe garbage without headers".to_vec(),
+            b"Subject: \xe9t\xe9 caf\xe9\r\nFrom: \xff@@\r\n\r\n".to_vec(),
+            format!(
+                "Subject: {}\r\nReferences: {}\r\n\r\n",
+                "x".repeat(200_000),
+                "<a@b> ".repeat(5_000)
+            )
+            .into_bytes(),
+            b"From: =?bogus?x?zzz?= <a@b.example>\r\nDate: not a date\r\nMessage-ID: <>\r\n\r\n".to_vec(),
+        ];
+        for raw in cases {
+            if let Some(h) = MailHeaders::parse(&raw) {
+                let _ = h.effective_message_id();
+            }
+        }
+        let h =
+            MailHeaders::parse(b"From: =?bogus?x?zzz?= <a@b.example>\r\nDate: not a date\r\nMessage-ID: <>\r\n\r\n")
+                .unwrap();
+        assert_eq!(h.message_id, None);
+        assert_eq!(h.date, None);
+        assert_eq!(h.from, ["a@b.example"]);
+    }
+}

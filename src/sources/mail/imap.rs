@@ -1,0 +1,494 @@
+//! IMAP mailboxes (async-imap on tokio): TLS, STARTTLS or plain; password or XOAUTH2; the sent
+//! folder and INBOX (or Gmail's `\All`); incremental by UID with a per-folder cursor; IDLE on
+//! the watched folder with polling as fallback.
+//!
+//! Only header fields are fetched (`BODY.PEEK[HEADER.FIELDS (…)]`, which also leaves `\Seen`
+//! alone); the whole message is fetched only for the few that look like bounces.
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use async_imap::extensions::idle::IdleResponse;
+use async_imap::types::NameAttribute;
+use chrono::{DateTime, Utc};
+use futures_util::TryStreamExt;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tracing::{debug, info, warn};
+
+use super::headers::FETCHED_FIELDS;
+use super::{FetchedMail, IngestStats, Ingestor, MailHeaders};
+use crate::config::{ImapAuth, ImapConfig, TlsMode};
+use crate::sources::SourceError;
+use crate::store::SyncCursor;
+
+/// Messages per FETCH and per transaction.
+const BATCH: usize = 500;
+/// Longest wait for any single network step.
+const IO_TIMEOUT: Duration = Duration::from_secs(120);
+/// IDLE must be re-issued before the 29-minute limit of RFC 2177.
+const MAX_IDLE: Duration = Duration::from_secs(25 * 60);
+
+/// The connection under the IMAP session: plain TCP or TLS.
+pub enum Conn {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl fmt::Debug for Conn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Conn::Plain(_) => "Conn::Plain",
+            Conn::Tls(_) => "Conn::Tls",
+        })
+    }
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut TaskContext<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::Tls(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut TaskContext<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Conn::Tls(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
+            Conn::Tls(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Conn::Tls(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+pub type Session = async_imap::Session<Conn>;
+
+/// Runs a network step with [`IO_TIMEOUT`].
+async fn io<T, E: Into<anyhow::Error>>(what: &str, fut: impl Future<Output = Result<T, E>>) -> Result<T, SourceError> {
+    match tokio::time::timeout(IO_TIMEOUT, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(SourceError::Transient(e.into().context(what.to_owned()))),
+        Err(_) => Err(SourceError::Transient(anyhow!(
+            "{what}: no answer within {IO_TIMEOUT:?}"
+        ))),
+    }
+}
+
+fn tls_connector(cfg: &ImapConfig) -> anyhow::Result<tokio_rustls::TlsConnector> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(ca) = &cfg.ca_file {
+        let pem = std::fs::read(ca).with_context(|| format!("reading ca_file {}", ca.display()))?;
+        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+            roots
+                .add(cert.with_context(|| format!("parsing {}", ca.display()))?)
+                .with_context(|| format!("adding {} to the trusted roots", ca.display()))?;
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
+async fn tls_wrap(cfg: &ImapConfig, tcp: TcpStream) -> Result<Conn, SourceError> {
+    let connector = tls_connector(cfg)?;
+    let name = rustls::pki_types::ServerName::try_from(cfg.host.clone())
+        .map_err(|e| SourceError::Transient(anyhow!("invalid host name {}: {e}", cfg.host)))?;
+    let tls = io("TLS handshake", connector.connect(name, tcp)).await?;
+    Ok(Conn::Tls(Box::new(tls)))
+}
+
+/// XOAUTH2 (Google, Microsoft): the first answer carries the token; after a failure the
+/// server sends an error challenge, which is answered with an empty line.
+struct XOAuth2 {
+    user: String,
+    token: String,
+    sent: bool,
+}
+
+impl async_imap::Authenticator for XOAuth2 {
+    type Response = String;
+    fn process(&mut self, _challenge: &[u8]) -> String {
+        if self.sent {
+            return String::new();
+        }
+        self.sent = true;
+        format!("user={}\x01auth=Bearer {}\x01\x01", self.user, self.token)
+    }
+}
+
+/// Connects and logs in.
+pub async fn connect(cfg: &ImapConfig) -> Result<Session, SourceError> {
+    let tcp = io("connecting", TcpStream::connect((cfg.host.as_str(), cfg.port))).await?;
+    let _ = tcp.set_nodelay(true);
+    let conn = match cfg.tls {
+        TlsMode::Implicit => tls_wrap(cfg, tcp).await?,
+        TlsMode::None => Conn::Plain(tcp),
+        TlsMode::StartTls => {
+            let mut client = async_imap::Client::new(Conn::Plain(tcp));
+            io("reading the greeting", client.read_response()).await?;
+            io("STARTTLS", client.run_command_and_check_ok("STARTTLS", None)).await?;
+            let Conn::Plain(tcp) = client.into_inner() else {
+                unreachable!("the stream was created plain")
+            };
+            tls_wrap(cfg, tcp).await?
+        }
+    };
+    let mut client = async_imap::Client::new(conn);
+    if cfg.tls != TlsMode::StartTls {
+        io("reading the greeting", client.read_response()).await?;
+    }
+    let result = match &cfg.auth {
+        ImapAuth::Password(src) => {
+            let password = src.read()?;
+            tokio::time::timeout(IO_TIMEOUT, client.login(&cfg.username, password.expose())).await
+        }
+        ImapAuth::XOAuth2(src) => {
+            let token = src.read()?;
+            let auth = XOAuth2 {
+                user: cfg.username.clone(),
+                token: token.expose().to_owned(),
+                sent: false,
+            };
+            tokio::time::timeout(IO_TIMEOUT, client.authenticate("XOAUTH2", auth)).await
+        }
+    };
+    match result {
+        Err(_) => Err(SourceError::Transient(anyhow!(
+            "login: no answer within {IO_TIMEOUT:?}"
+        ))),
+        Ok(Ok(session)) => Ok(session),
+        // A tagged NO to LOGIN/AUTHENTICATE is the server refusing the credentials.
+        Ok(Err((async_imap::error::Error::No(msg), _))) => Err(SourceError::Auth(format!(
+            "{} refused the login of {}: {msg}",
+            cfg.host, cfg.username
+        ))),
+        Ok(Err((e, _))) => Err(SourceError::Transient(anyhow::Error::from(e).context("login"))),
+    }
+}
+
+/// The folders to sync, sent folders first (replies are recognised by the outbound messages
+/// they answer), and the folder to IDLE on.
+pub async fn folders(session: &mut Session, cfg: &ImapConfig) -> Result<(Vec<String>, String), SourceError> {
+    if !cfg.folders.is_empty() {
+        let mut list = cfg.folders.clone();
+        list.sort_by_key(|f| !f.to_lowercase().contains("sent"));
+        let watch = list
+            .iter()
+            .find(|f| f.eq_ignore_ascii_case("INBOX"))
+            .unwrap_or(&list[0])
+            .clone();
+        return Ok((list, watch));
+    }
+    let names: Vec<_> = io("LIST", async {
+        session.list(Some(""), Some("*")).await?.try_collect::<Vec<_>>().await
+    })
+    .await?;
+    let with = |attr: &NameAttribute<'_>| {
+        names
+            .iter()
+            .find(|n| n.attributes().iter().any(|a| a == attr))
+            .map(|n| n.name().to_owned())
+    };
+    let sent = with(&NameAttribute::Sent);
+    // Gmail keeps every message in `\All`, labelled into INBOX and Sent: syncing All and Sent
+    // covers archived mail too; the natural key counts a message seen in both once.
+    let main = with(&NameAttribute::All).unwrap_or_else(|| "INBOX".to_owned());
+    let mut list = Vec::new();
+    if let Some(s) = sent {
+        list.push(s);
+    }
+    list.push(main.clone());
+    Ok((list, main))
+}
+
+fn cursor_for(ingestor: &Ingestor, folder: &str, validity: u32, last_uid: u32, modseq: Option<u64>) -> SyncCursor {
+    SyncCursor {
+        source_id: ingestor.mailbox_id.clone(),
+        scope: folder.to_owned(),
+        validity: Some(i64::from(validity)),
+        last_uid: Some(i64::from(last_uid)),
+        highest_modseq: modseq.and_then(|m| i64::try_from(m).ok()),
+        token: None,
+    }
+}
+
+/// Compresses sorted UIDs into an IMAP sequence set (`1:3,7,9:10`).
+pub fn uid_set(uids: &[u32]) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while i < uids.len() {
+        let start = uids[i];
+        let mut end = start;
+        while i + 1 < uids.len() && uids[i + 1] == end + 1 {
+            i += 1;
+            end = uids[i];
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if start == end {
+            out.push_str(&start.to_string());
+        } else {
+            out.push_str(&format!("{start}:{end}"));
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Syncs one folder from its cursor; returns what was ingested.
+pub async fn sync_folder(
+    session: &mut Session,
+    cfg: &ImapConfig,
+    ingestor: &Ingestor,
+    folder: &str,
+) -> Result<IngestStats, SourceError> {
+    let mailbox = io(&format!("SELECT {folder}"), session.select_condstore(folder)).await?;
+    let validity = mailbox.uid_validity.unwrap_or(0);
+    let cursor = ingestor.store.cursor(&ingestor.mailbox_id, folder).await?;
+    let known = cursor
+        .as_ref()
+        .filter(|c| c.validity == Some(i64::from(validity)))
+        .and_then(|c| c.last_uid)
+        .and_then(|u| u32::try_from(u).ok());
+    if let Some(c) = &cursor
+        && c.validity != Some(i64::from(validity))
+    {
+        warn!(mailbox = %ingestor.mailbox_id, %folder, old = ?c.validity, new = validity,
+              "UIDVALIDITY changed: resyncing the folder (activities are not duplicated)");
+    }
+    let modseq = mailbox.highest_modseq;
+
+    let uids: Vec<u32> = match known {
+        Some(last) => {
+            if mailbox.uid_next.is_some_and(|next| next <= last + 1) {
+                return Ok(IngestStats::default());
+            }
+            let found = io("UID SEARCH", session.uid_search(format!("UID {}:*", last + 1))).await?;
+            let mut v: Vec<u32> = found.into_iter().filter(|u| *u > last).collect();
+            v.sort_unstable();
+            v
+        }
+        None => {
+            let since = (ingestor.store.now() - chrono::Duration::days(i64::from(cfg.backfill_days)))
+                .format("%d-%b-%Y")
+                .to_string();
+            let found = io("UID SEARCH SINCE", session.uid_search(format!("SINCE {since}"))).await?;
+            let mut v: Vec<u32> = found.into_iter().collect();
+            v.sort_unstable();
+            info!(mailbox = %ingestor.mailbox_id, %folder, messages = v.len(), %since, "backfilling");
+            v
+        }
+    };
+    let mut stats = IngestStats::default();
+    let mut last = known.unwrap_or(0);
+    for chunk in uids.chunks(BATCH) {
+        let batch = fetch_batch(session, folder, validity, chunk).await?;
+        last = *chunk.last().unwrap_or(&last);
+        let c = cursor_for(ingestor, folder, validity, last, modseq);
+        stats += ingestor.ingest(&batch, Some(&c)).await?;
+    }
+    // Every UID below UIDNEXT that the search did not return was expunged (or lies before the
+    // backfill window): move the cursor past them, so they are not searched for again and the
+    // IDLE loop does not take them for new mail.
+    if let Some(end) = mailbox.uid_next.map(|n| n.saturating_sub(1))
+        && (end > last || known.is_none())
+    {
+        let mut tx = ingestor.store.begin().await?;
+        tx.put_cursor(
+            &cursor_for(ingestor, folder, validity, end.max(last), modseq),
+            ingestor.store.now(),
+        )
+        .await?;
+        tx.commit().await?;
+    }
+    Ok(stats)
+}
+
+/// Fetches the header fields of `uids`, and the whole message of those that look like bounces.
+async fn fetch_batch(
+    session: &mut Session,
+    folder: &str,
+    validity: u32,
+    uids: &[u32],
+) -> Result<Vec<FetchedMail>, SourceError> {
+    let query = format!("(UID INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS ({FETCHED_FIELDS})])");
+    let set = uid_set(uids);
+    let fetches: Vec<_> = io("UID FETCH", async {
+        session.uid_fetch(&set, &query).await?.try_collect::<Vec<_>>().await
+    })
+    .await?;
+    let mut out = Vec::with_capacity(fetches.len());
+    let mut bounces = Vec::new();
+    for f in &fetches {
+        let Some(uid) = f.uid else { continue };
+        let headers = f.header().and_then(MailHeaders::parse);
+        if headers
+            .as_ref()
+            .is_some_and(|h| h.is_delivery_report || looks_like_bounce(h))
+        {
+            bounces.push(uid);
+        }
+        out.push(FetchedMail {
+            folder: folder.to_owned(),
+            item_key: format!("{validity}:{uid}"),
+            headers,
+            internal_date: f.internal_date().map(|d| d.with_timezone(&Utc)),
+        });
+    }
+    if !bounces.is_empty() {
+        let set = uid_set(&bounces);
+        let full: Vec<_> = io("UID FETCH bodies", async {
+            session
+                .uid_fetch(&set, "(UID BODY.PEEK[])")
+                .await?
+                .try_collect::<Vec<_>>()
+                .await
+        })
+        .await?;
+        for f in full {
+            let (Some(uid), Some(body)) = (f.uid, f.body()) else {
+                continue;
+            };
+            let key = format!("{validity}:{uid}");
+            if let Some(m) = out.iter_mut().find(|m| m.item_key == key)
+                && let Some(h) = MailHeaders::parse(body)
+            {
+                m.headers = Some(h);
+            }
+        }
+    }
+    out.sort_by_key(|m| m.item_key.split(':').nth(1).and_then(|u| u.parse::<u32>().ok()));
+    Ok(out)
+}
+
+fn looks_like_bounce(h: &MailHeaders) -> bool {
+    h.sender().is_some_and(|s| {
+        let local = s.split('@').next().unwrap_or("");
+        local == "mailer-daemon" || local == "postmaster"
+    })
+}
+
+/// Syncs every folder once.
+pub async fn sync_all(
+    session: &mut Session,
+    cfg: &ImapConfig,
+    ingestor: &Ingestor,
+) -> Result<(IngestStats, String), SourceError> {
+    let (list, watch) = folders(session, cfg).await?;
+    let mut total = IngestStats::default();
+    for folder in &list {
+        total += sync_folder(session, cfg, ingestor, folder).await?;
+    }
+    Ok((total, watch))
+}
+
+/// Connects, syncs every folder once, logs out.
+pub async fn sync_once(cfg: &ImapConfig, ingestor: &Ingestor) -> Result<IngestStats, SourceError> {
+    let mut session = connect(cfg).await?;
+    let (stats, _) = sync_all(&mut session, cfg, ingestor).await?;
+    let _ = tokio::time::timeout(Duration::from_secs(5), session.logout()).await;
+    Ok(stats)
+}
+
+/// Syncs, then waits for news with IDLE (or sleeps for the poll interval where the server has
+/// no IDLE) and syncs again, forever. Returns only on error; the caller reconnects.
+pub async fn watch(cfg: &ImapConfig, ingestor: &Ingestor) -> Result<(), SourceError> {
+    let mut session = connect(cfg).await?;
+    let can_idle = cfg.idle && io("CAPABILITY", session.capabilities()).await?.has_str("IDLE");
+    loop {
+        let (stats, watch_folder) = sync_all(&mut session, cfg, ingestor).await?;
+        ingestor.synced("imap", &stats).await;
+        while session.unsolicited_responses.try_recv().is_ok() {}
+        if !can_idle {
+            tokio::time::sleep(cfg.poll_interval).await;
+            continue;
+        }
+        // Mail that arrived between the sync and this SELECT would never be announced during
+        // IDLE: if the folder grew, sync again first.
+        let mailbox = io("SELECT", session.select(&watch_folder)).await?;
+        let synced_to = ingestor
+            .store
+            .cursor(&ingestor.mailbox_id, &watch_folder)
+            .await?
+            .filter(|c| c.validity == mailbox.uid_validity.map(i64::from))
+            .and_then(|c| c.last_uid)
+            .unwrap_or(0);
+        if mailbox.uid_next.is_some_and(|next| i64::from(next) > synced_to + 1) {
+            continue;
+        }
+        let mut idle = session.idle();
+        io("IDLE", idle.init()).await?;
+        // Other folders (Sent) are polled: IDLE ends after the poll interval at the latest.
+        let (wait, _stop) = idle.wait_with_timeout(cfg.poll_interval.min(MAX_IDLE));
+        let response = wait
+            .await
+            .map_err(|e| SourceError::Transient(anyhow::Error::from(e).context("IDLE")))?;
+        debug!(mailbox = %ingestor.mailbox_id, ?response, "IDLE ended");
+        if let IdleResponse::ManualInterrupt = response {
+            return Err(SourceError::Transient(anyhow!("the server closed the IDLE connection")));
+        }
+        session = io("ending IDLE", idle.done()).await?;
+    }
+}
+
+/// The UIDs the server holds in a folder inside the sync window, for `rapport verify`.
+pub async fn server_uids(
+    session: &mut Session,
+    folder: &str,
+    since: DateTime<Utc>,
+) -> Result<(u32, Vec<u32>), SourceError> {
+    let mailbox = io(&format!("EXAMINE {folder}"), session.examine(folder)).await?;
+    let found = io(
+        "UID SEARCH SINCE",
+        session.uid_search(format!("SINCE {}", since.format("%d-%b-%Y"))),
+    )
+    .await?;
+    let mut v: Vec<u32> = found.into_iter().collect();
+    v.sort_unstable();
+    Ok((mailbox.uid_validity.unwrap_or(0), v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uid_sets_are_compressed() {
+        assert_eq!(uid_set(&[1, 2, 3, 7, 9, 10]), "1:3,7,9:10");
+        assert_eq!(uid_set(&[5]), "5");
+        assert_eq!(uid_set(&[]), "");
+    }
+
+    #[test]
+    fn xoauth2_answers_once_then_empty() {
+        use async_imap::Authenticator;
+        let mut a = XOAuth2 {
+            user: "u@example.com".into(),
+            token: "tok".into(),
+            sent: false,
+        };
+        assert_eq!(a.process(b""), "user=u@example.com\x01auth=Bearer tok\x01\x01");
+        assert_eq!(a.process(b"{\"status\":\"401\"}"), "");
+    }
+}

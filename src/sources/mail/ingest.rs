@@ -1,0 +1,311 @@
+//! From fetched messages to stored activities, one batch per transaction: decide each message
+//! with the matcher, create the leads it found by domain, record activities (exactly once by
+//! their natural key), bounces, the `mail_seen` rows and the folder's cursor together, so a
+//! crash can neither lose a message nor count it twice.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use anyhow::Result;
+use chrono::{DateTime, Duration, Utc};
+use tokio::sync::RwLock;
+use tracing::{debug, warn};
+
+use super::MailHeaders;
+use crate::activity::{ActivityKind, NewActivity, SourceKind};
+use crate::address;
+use crate::config::{Config, RepConfig, UnknownSenders};
+use crate::matcher::{DomainClass, DomainRules, LeadIndex, LeadMatch, MailDecision, MailMatcher, RepView};
+use crate::store::{SeenMail, Store, SyncCursor};
+
+/// One message as a source read it.
+#[derive(Debug, Clone)]
+pub struct FetchedMail {
+    pub folder: String,
+    /// IMAP: "<uidvalidity>:<uid>"; Maildir: the file's unique name.
+    pub item_key: String,
+    /// `None` when the message could not be parsed at all: it is recorded as unreadable.
+    pub headers: Option<MailHeaders>,
+    /// When the server (or the file system) received it.
+    pub internal_date: Option<DateTime<Utc>>,
+}
+
+/// What one batch did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IngestStats {
+    pub seen: usize,
+    pub counted: usize,
+    /// Counted, but the activity existed already (the same message in another folder).
+    pub duplicates: usize,
+    pub skipped: usize,
+    pub unreadable: usize,
+}
+
+impl std::ops::AddAssign for IngestStats {
+    fn add_assign(&mut self, o: Self) {
+        self.seen += o.seen;
+        self.counted += o.counted;
+        self.duplicates += o.duplicates;
+        self.skipped += o.skipped;
+        self.unreadable += o.unreadable;
+    }
+}
+
+/// The matching rules of one deployment, shared by every mailbox task.
+pub struct MatchRules {
+    pub domains: DomainRules,
+    pub strip_plus_tags: bool,
+    pub unknown_senders: UnknownSenders,
+    /// Leads and companies; refreshed by [`Ingestor::refresh_index`] and grown by ingestion.
+    pub index: RwLock<LeadIndex>,
+}
+
+impl MatchRules {
+    pub fn new(config: &Config, index: LeadIndex) -> Self {
+        MatchRules {
+            domains: DomainRules::from_config(config),
+            strip_plus_tags: config.matching.strip_plus_tags,
+            unknown_senders: config.matching.unknown_senders,
+            index: RwLock::new(index),
+        }
+    }
+}
+
+/// Ingests the messages of one mailbox.
+pub struct Ingestor {
+    pub store: Store,
+    pub mailbox_id: String,
+    pub rep_id: String,
+    rep_addresses: Vec<String>,
+    rules: Arc<MatchRules>,
+}
+
+/// Picks the time an activity happened: the Date header when it is plausible, else the time
+/// the server received the message, else now.
+fn occurred_at(h: &MailHeaders, internal: Option<DateTime<Utc>>, now: DateTime<Utc>) -> DateTime<Utc> {
+    match (h.date, internal) {
+        (Some(d), Some(i)) if d <= i + Duration::days(1) && d >= i - Duration::days(30) => d,
+        (Some(_), Some(i)) => i,
+        (Some(d), None) if d <= now + Duration::days(1) => d,
+        (_, Some(i)) => i,
+        _ => now,
+    }
+}
+
+impl Ingestor {
+    pub fn new(store: Store, mailbox_id: &str, rep: &RepConfig, rules: Arc<MatchRules>) -> Self {
+        Ingestor {
+            store,
+            mailbox_id: mailbox_id.to_owned(),
+            rep_id: rep.id.clone(),
+            rep_addresses: rep.addresses().map(str::to_owned).collect(),
+            rules,
+        }
+    }
+
+    /// Logs a completed pass and records the mailbox as healthy.
+    pub async fn synced(&self, kind: &str, stats: &IngestStats) {
+        if stats.seen > 0 {
+            tracing::info!(
+                mailbox = %self.mailbox_id,
+                seen = stats.seen,
+                counted = stats.counted,
+                skipped = stats.skipped,
+                unreadable = stats.unreadable,
+                "mail synced"
+            );
+        }
+        if let Err(e) = self
+            .store
+            .set_health(&self.mailbox_id, kind, crate::store::HealthState::Ok, None)
+            .await
+        {
+            warn!(mailbox = %self.mailbox_id, "cannot record health: {e:#}");
+        }
+    }
+
+    /// Processes a batch and, in the same transaction, moves `cursor` forward.
+    pub async fn ingest(&self, batch: &[FetchedMail], cursor: Option<&SyncCursor>) -> Result<IngestStats> {
+        let now = self.store.now();
+        // Outbound messages this rep sent earlier, for telling replies apart.
+        let referenced: Vec<&str> = batch
+            .iter()
+            .filter_map(|m| m.headers.as_ref())
+            .flat_map(|h| h.in_reply_to.iter().chain(h.references.iter()))
+            .map(String::as_str)
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let mut outbound = if referenced.is_empty() {
+            HashSet::new()
+        } else {
+            self.store.outbound_message_ids(&self.rep_id, &referenced).await?
+        };
+
+        let mut decisions: Vec<(&FetchedMail, String, Option<MailDecision>)> = Vec::with_capacity(batch.len());
+        {
+            let index = self.rules.index.read().await;
+            let matcher = MailMatcher {
+                domains: &self.rules.domains,
+                index: &index,
+                strip_plus_tags: self.rules.strip_plus_tags,
+                unknown_senders: self.rules.unknown_senders,
+            };
+            let rep = RepView {
+                id: &self.rep_id,
+                addresses: &self.rep_addresses,
+            };
+            for m in batch {
+                let Some(h) = &m.headers else {
+                    decisions.push((m, format!("unreadable-{}-{}", m.folder, m.item_key), None));
+                    continue;
+                };
+                let id = h.effective_message_id();
+                let d = matcher.decide(&rep, h, &|mid| outbound.contains(mid));
+                if let MailDecision::Count {
+                    kind: ActivityKind::EmailSent,
+                    ..
+                } = d
+                {
+                    outbound.insert(id.clone());
+                }
+                decisions.push((m, id, Some(d)));
+            }
+        }
+
+        let mut stats = IngestStats {
+            seen: batch.len(),
+            ..Default::default()
+        };
+        let mut seen_rows = Vec::with_capacity(batch.len());
+        let mut new_leads: Vec<(String, i64)> = Vec::new();
+        let mut tx = self.store.begin().await?;
+        for (m, message_id, decision) in &decisions {
+            let (decision_name, reason, when) = match (decision, &m.headers) {
+                (
+                    Some(MailDecision::Count {
+                        kind,
+                        direction,
+                        leads,
+                        bounced,
+                        ..
+                    }),
+                    Some(h),
+                ) => {
+                    let mut lead_ids = Vec::with_capacity(leads.len());
+                    for l in leads {
+                        let id = match l {
+                            LeadMatch::Known { id, .. } => *id,
+                            LeadMatch::AtCompany { address, .. } | LeadMatch::Unknown { address } => {
+                                let domain = address::domain_of(address);
+                                let company =
+                                    (self.rules.domains.classify(domain) == DomainClass::Company).then_some(domain);
+                                let origin = if matches!(l, LeadMatch::AtCompany { .. }) {
+                                    "domain_match"
+                                } else {
+                                    "unknown_sender"
+                                };
+                                let id = tx.ensure_lead(address, company, &self.rep_id, origin, now).await?;
+                                new_leads.push((address.clone(), id));
+                                id
+                            }
+                        };
+                        lead_ids.push(id);
+                    }
+                    if !bounced.is_empty() {
+                        tx.mark_bounced(bounced, now).await?;
+                    }
+                    let when = occurred_at(h, m.internal_date, now);
+                    let activity = NewActivity {
+                        rep_id: self.rep_id.clone(),
+                        kind: *kind,
+                        occurred_at: when,
+                        source: SourceKind::Mail,
+                        source_id: message_id.clone(),
+                        thread_key: Some(h.thread_key(message_id)),
+                        subject: h.subject.clone(),
+                        direction: *direction,
+                        lead_ids,
+                        details: serde_json::json!({ "mailbox": self.mailbox_id, "folder": m.folder }),
+                    };
+                    match tx.record_activity(&activity, now).await? {
+                        Some(_) => stats.counted += 1,
+                        None => stats.duplicates += 1,
+                    }
+                    (
+                        kind.as_str().to_owned(),
+                        decision.as_ref().map(|d| d.explain()).unwrap_or_default(),
+                        Some(when),
+                    )
+                }
+                (Some(d), _) => {
+                    stats.skipped += 1;
+                    (
+                        "skipped".to_owned(),
+                        d.explain(),
+                        m.headers.as_ref().and_then(|h| h.date),
+                    )
+                }
+                (None, _) => {
+                    stats.unreadable += 1;
+                    warn!(mailbox = %self.mailbox_id, folder = %m.folder, item = %m.item_key, "unreadable message skipped");
+                    (
+                        "unreadable".to_owned(),
+                        "the message has no parsable header".to_owned(),
+                        None,
+                    )
+                }
+            };
+            debug!(mailbox = %self.mailbox_id, folder = %m.folder, %message_id, decision = %decision_name, "{reason}");
+            seen_rows.push(SeenMail {
+                mailbox_id: self.mailbox_id.clone(),
+                folder: m.folder.clone(),
+                item_key: m.item_key.clone(),
+                message_id: message_id.clone(),
+                rep_id: self.rep_id.clone(),
+                decision: decision_name,
+                reason,
+                occurred_at: when,
+            });
+        }
+        tx.insert_seen(&seen_rows, now).await?;
+        if let Some(c) = cursor {
+            tx.put_cursor(c, now).await?;
+        }
+        tx.commit().await?;
+
+        if !new_leads.is_empty() {
+            let mut index = self.rules.index.write().await;
+            for (address, id) in new_leads {
+                index.add_lead(address, id);
+            }
+        }
+        Ok(stats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn occurred_at_prefers_a_plausible_date_header() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, 0).unwrap();
+        let received = Utc.with_ymd_and_hms(2026, 11, 2, 10, 0, 5).unwrap();
+        let internal = Some(received);
+        let mut h = MailHeaders {
+            date: Some(Utc.with_ymd_and_hms(2026, 11, 2, 10, 0, 0).unwrap()),
+            ..Default::default()
+        };
+        assert_eq!(occurred_at(&h, internal, now), h.date.unwrap());
+        h.date = Some(Utc.with_ymd_and_hms(2031, 1, 1, 0, 0, 0).unwrap());
+        assert_eq!(
+            occurred_at(&h, internal, now),
+            received,
+            "a date in the future is not believed"
+        );
+        h.date = None;
+        assert_eq!(occurred_at(&h, None, now), now);
+    }
+}

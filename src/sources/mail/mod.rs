@@ -1,0 +1,10 @@
+//! Mail sources: IMAP and Maildir. Each reads messages (headers, and the body only for the
+//! rare bounce), and hands them to [`ingest`] in batches with the cursor that covers them.
+
+pub mod headers;
+pub mod imap;
+pub mod ingest;
+pub mod maildir;
+
+pub use headers::MailHeaders;
+pub use ingest::{FetchedMail, IngestStats, Ingestor, MatchRules};

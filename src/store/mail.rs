@@ -1,0 +1,211 @@
+//! What mail capture needs from the store: the lead index, which messages were seen, which
+//! Message-IDs were sent by a rep, and the bookkeeping of one ingested batch.
+
+use std::collections::HashSet;
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use sqlx::QueryBuilder;
+
+use super::{Store, Tx, with_pool, with_tx};
+use crate::matcher::LeadIndex;
+
+/// One row of `mail_seen`.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct SeenMail {
+    pub mailbox_id: String,
+    pub folder: String,
+    pub item_key: String,
+    pub message_id: String,
+    pub rep_id: String,
+    pub decision: String,
+    pub reason: String,
+    pub occurred_at: Option<DateTime<Utc>>,
+}
+
+impl Store {
+    /// Every lead address and company domain, for matching.
+    pub async fn load_lead_index(&self) -> Result<LeadIndex> {
+        with_pool!(self, |pool| async {
+            let leads: Vec<(String, i64)> = sqlx::query_as("SELECT email_key, id FROM leads")
+                .fetch_all(pool)
+                .await?;
+            let companies: Vec<(String, i64)> = sqlx::query_as("SELECT domain, id FROM companies")
+                .fetch_all(pool)
+                .await?;
+            Ok::<_, sqlx::Error>(LeadIndex::new(leads, companies))
+        }
+        .await)
+        .context("loading leads for matching")
+    }
+
+    /// The item keys already seen in one folder of a mailbox.
+    pub async fn seen_keys(&self, mailbox_id: &str, folder: &str) -> Result<HashSet<String>> {
+        let keys: Vec<String> = with_pool!(self, |pool| {
+            sqlx::query_scalar("SELECT item_key FROM mail_seen WHERE mailbox_id = $1 AND folder = $2")
+                .bind(mailbox_id)
+                .bind(folder)
+                .fetch_all(pool)
+                .await
+        })
+        .with_context(|| format!("reading the messages seen in {mailbox_id}/{folder}"))?;
+        Ok(keys.into_iter().collect())
+    }
+
+    /// Which of `ids` are Message-IDs of outbound mail this rep sent (by hand or by sequence).
+    pub async fn outbound_message_ids(&self, rep_id: &str, ids: &[&str]) -> Result<HashSet<String>> {
+        let mut found = HashSet::new();
+        for chunk in ids.chunks(500) {
+            let rows: Vec<String> = with_pool!(self, |pool| {
+                let mut qb = QueryBuilder::new(
+                    "SELECT source_id FROM activities WHERE direction = 'outbound' AND source IN ('mail', 'sequence')
+                     AND rep_id = ",
+                );
+                qb.push_bind(rep_id).push(" AND source_id IN (");
+                let mut sep = qb.separated(", ");
+                for id in chunk {
+                    sep.push_bind(*id);
+                }
+                qb.push(")");
+                qb.build_query_scalar::<String>().fetch_all(pool).await
+            })
+            .context("looking up outbound messages")?;
+            found.extend(rows);
+        }
+        Ok(found)
+    }
+
+    /// Every message seen in a mailbox, by folder and key.
+    pub async fn seen_in_mailbox(&self, mailbox_id: &str) -> Result<Vec<SeenMail>> {
+        with_pool!(self, |pool| {
+            sqlx::query_as::<_, SeenMail>(
+                "SELECT mailbox_id, folder, item_key, message_id, rep_id, decision, reason, occurred_at
+                 FROM mail_seen WHERE mailbox_id = $1 ORDER BY folder, item_key",
+            )
+            .bind(mailbox_id)
+            .fetch_all(pool)
+            .await
+        })
+        .with_context(|| format!("listing the messages seen in {mailbox_id}"))
+    }
+
+    /// What was decided about a message, in every mailbox and folder it was seen in.
+    pub async fn explain_message(&self, message_id: &str) -> Result<Vec<SeenMail>> {
+        let id = message_id.trim().trim_start_matches('<').trim_end_matches('>');
+        with_pool!(self, |pool| {
+            sqlx::query_as::<_, SeenMail>(
+                "SELECT mailbox_id, folder, item_key, message_id, rep_id, decision, reason, occurred_at
+                 FROM mail_seen WHERE message_id = $1 ORDER BY mailbox_id, folder, item_key",
+            )
+            .bind(id)
+            .fetch_all(pool)
+            .await
+        })
+        .context("looking up a message")
+    }
+}
+
+impl Tx {
+    /// Records that these messages were looked at (rows already present are left alone).
+    pub async fn insert_seen(&mut self, rows: &[SeenMail], now: DateTime<Utc>) -> Result<()> {
+        for chunk in rows.chunks(500) {
+            with_tx!(self, |conn| {
+                let mut qb = QueryBuilder::new(
+                    "INSERT INTO mail_seen (mailbox_id, folder, item_key, message_id, rep_id, decision, reason,
+                        occurred_at, seen_at) ",
+                );
+                qb.push_values(chunk, |mut b, r| {
+                    b.push_bind(&r.mailbox_id)
+                        .push_bind(&r.folder)
+                        .push_bind(&r.item_key)
+                        .push_bind(&r.message_id)
+                        .push_bind(&r.rep_id)
+                        .push_bind(&r.decision)
+                        .push_bind(&r.reason)
+                        .push_bind(r.occurred_at)
+                        .push_bind(now);
+                });
+                qb.push(" ON CONFLICT (mailbox_id, folder, item_key) DO NOTHING");
+                qb.build().execute(&mut *conn).await.map(|_| ())
+            })
+            .context("recording seen messages")?;
+        }
+        Ok(())
+    }
+
+    /// The id of the lead with `address`, creating it (and its company, for a company domain)
+    /// when it does not exist yet.
+    pub async fn ensure_lead(
+        &mut self,
+        address: &str,
+        company_domain: Option<&str>,
+        owner_rep: &str,
+        origin: &str,
+        now: DateTime<Utc>,
+    ) -> Result<i64> {
+        with_tx!(self, |conn| async {
+            let company_id: Option<i64> = match company_domain {
+                Some(domain) => {
+                    sqlx::query(
+                        "INSERT INTO companies (domain, name, created_at) VALUES ($1, NULL, $2)
+                         ON CONFLICT (domain) DO NOTHING",
+                    )
+                    .bind(domain)
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await?;
+                    sqlx::query_scalar("SELECT id FROM companies WHERE domain = $1")
+                        .bind(domain)
+                        .fetch_optional(&mut *conn)
+                        .await?
+                }
+                None => None,
+            };
+            sqlx::query(
+                "INSERT INTO leads (email, email_key, company_id, owner_rep, status, attributes, origin, created_at, updated_at)
+                 VALUES ($1, $1, $2, $3, 'new', '{}', $4, $5, $5)
+                 ON CONFLICT (email_key) DO NOTHING",
+            )
+            .bind(address)
+            .bind(company_id)
+            .bind(owner_rep)
+            .bind(origin)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+            sqlx::query_scalar::<_, i64>("SELECT id FROM leads WHERE email_key = $1")
+                .bind(address)
+                .fetch_one(&mut *conn)
+                .await
+        }
+        .await)
+        .with_context(|| format!("creating lead {address}"))
+    }
+
+    /// Marks leads' addresses as bounced and suppresses them for sequences.
+    pub async fn mark_bounced(&mut self, addresses: &[String], now: DateTime<Utc>) -> Result<()> {
+        for a in addresses {
+            with_tx!(self, |conn| async {
+                sqlx::query(
+                    "UPDATE leads SET bounced_at = COALESCE(bounced_at, $1), updated_at = $1 WHERE email_key = $2",
+                )
+                .bind(now)
+                .bind(a)
+                .execute(&mut *conn)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO suppressions (entry, reason, created_at) VALUES ($1, 'bounced', $2)
+                     ON CONFLICT (entry) DO NOTHING",
+                )
+                .bind(a)
+                .bind(now)
+                .execute(&mut *conn)
+                .await
+                .map(|_| ())
+            }
+            .await)
+            .with_context(|| format!("marking {a} as bounced"))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,111 @@
+//! The bundled example (config/example.yaml): `run --once` must log exactly what the data's
+//! generator says each message is (config/example/expected.json), on SQLite and PostgreSQL,
+//! and a second run must add nothing.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use common::TestDb;
+use rapport::config::Config;
+use rapport::daemon::{RunOptions, run};
+use rapport::sources::mail::maildir::unique_name;
+
+fn example_config(db: &TestDb) -> Config {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text = text.replace("sqlite://rapport-example.db", &db.url);
+    Config::from_str(&path, &text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn expected() -> serde_json::Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example/expected.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+store_tests!(example_data_is_logged_exactly_as_generated);
+
+async fn example_data_is_logged_exactly_as_generated(db: TestDb) {
+    let config = example_config(&db);
+    let clock = Arc::new(db.clock.clone());
+    run(
+        config.clone(),
+        clock.clone(),
+        RunOptions { once: true },
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    let exp = expected();
+
+    // Per rep and kind.
+    let counts = db.store.count_by_rep_and_kind(None, None).await.unwrap();
+    let mut got: HashMap<(String, String), i64> = HashMap::new();
+    for c in &counts {
+        got.insert((c.rep_id.clone(), c.kind.clone()), c.count);
+    }
+    let mut want: HashMap<(String, String), i64> = HashMap::new();
+    for (rep, kinds) in exp["per_rep"].as_object().unwrap() {
+        for (kind, n) in kinds.as_object().unwrap() {
+            if n.as_i64().unwrap() > 0 {
+                want.insert((rep.clone(), kind.clone()), n.as_i64().unwrap());
+            }
+        }
+    }
+    assert_eq!(got, want);
+
+    // Message by message: the decision recorded for each file.
+    let mut seen = HashMap::new();
+    for rep in ["alice", "bob", "chiara"] {
+        for s in db.store.seen_in_mailbox(&format!("{rep}-mail")).await.unwrap() {
+            seen.insert((rep.to_string(), s.folder.clone(), s.item_key.clone()), s);
+        }
+    }
+    let messages = exp["messages"].as_array().unwrap();
+    assert_eq!(seen.len(), messages.len(), "every file was looked at once");
+    for m in messages {
+        let rep = m["rep"].as_str().unwrap();
+        let file = m["file"].as_str().unwrap();
+        let name = unique_name(file.rsplit('/').next().unwrap());
+        let key = (
+            rep.to_string(),
+            m["folder"].as_str().unwrap().to_string(),
+            name.to_string(),
+        );
+        let s = seen.get(&key).unwrap_or_else(|| panic!("{file} was not seen"));
+        match m["expected"].as_str() {
+            Some(kind) => assert_eq!(s.decision, kind, "{file}: {} / {}", m["why"], s.reason),
+            None => assert!(
+                s.decision == "skipped" || s.decision == "unreadable",
+                "{file} should not count ({}), got {}: {}",
+                m["why"],
+                s.decision,
+                s.reason
+            ),
+        }
+    }
+
+    // Bounces mark the lead, domain matches create leads.
+    for a in exp["bounced_addresses"].as_array().unwrap() {
+        let lead = db
+            .store
+            .lead_by_email(a.as_str().unwrap())
+            .await
+            .unwrap()
+            .expect("bounced lead");
+        assert!(lead.bounced_at.is_some(), "{a} is marked bounced");
+    }
+    for a in exp["auto_created_leads"].as_array().unwrap() {
+        let lead = db.store.lead_by_email(a.as_str().unwrap()).await.unwrap();
+        assert!(lead.is_some(), "{a} was created from its company's domain");
+    }
+
+    // Exactly once: a second run over the same mail adds nothing.
+    let before = db.store.status_counts().await.unwrap();
+    run(config, clock, RunOptions { once: true }, std::future::pending())
+        .await
+        .unwrap();
+    assert_eq!(db.store.status_counts().await.unwrap(), before);
+}

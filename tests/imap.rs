@@ -1,0 +1,346 @@
+//! Mail capture over IMAP against a real Dovecot, each test on SQLite and PostgreSQL.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::TestDb;
+use common::dovecot::{Dovecot, ImapSetup};
+use rapport::config::Config;
+use rapport::daemon::{MailboxTask, mailbox_tasks};
+use rapport::store::{LeadColumns, NewLead};
+
+struct Env {
+    db: TestDb,
+    dovecot: Dovecot,
+    config: Config,
+    _dir: tempfile::TempDir,
+}
+
+/// A config with alice (and bob) reading this Dovecot; bob's password is `bob_password`.
+async fn env(db: TestDb, bob_password: &str) -> Env {
+    let dovecot = Dovecot::start(&[("alice", "alice-pw"), ("bob", "bob-pw")]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("alice.pw"), "alice-pw\n").unwrap();
+    std::fs::write(dir.path().join("bob.pw"), format!("{bob_password}\n")).unwrap();
+    let port = dovecot.port();
+    let yaml = common::config_yaml(
+        &db.url,
+        &format!(
+            "    mailboxes: [bob-imap]\nmailboxes:\n  - id: alice-imap\n    kind: imap\n    host: 127.0.0.1\n    port: {port}\n    tls: none\n    username: alice\n    password_file: alice.pw\n    poll_interval: 1h\n  - id: bob-imap\n    kind: imap\n    host: 127.0.0.1\n    port: {port}\n    tls: none\n    username: bob\n    password_file: bob.pw\n"
+        ),
+    )
+    .replace(
+        "    time_zone: Europe/Stockholm\n",
+        "    time_zone: Europe/Stockholm\n    mailboxes: [alice-imap]\n",
+    );
+    let path = dir.path().join("rapport.yaml");
+    std::fs::write(&path, &yaml).unwrap();
+    let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    db.store.sync_reps(&config).await.unwrap();
+    let lead = |email: &str| NewLead {
+        email: email.into(),
+        name: None,
+        company_name: Some("Acme".into()),
+        company_domain: Some("acme.example".into()),
+        owner_rep: Some("alice".into()),
+        time_zone: None,
+        status: None,
+        attributes: Default::default(),
+    };
+    db.store
+        .upsert_leads(
+            &[lead("sara@acme.example"), lead("gone@acme.example")],
+            LeadColumns::all(),
+        )
+        .await
+        .unwrap();
+    Env {
+        db,
+        dovecot,
+        config,
+        _dir: dir,
+    }
+}
+
+fn message(id: &str, from: &str, to: &str, subject: &str, extra: &str) -> Vec<u8> {
+    format!(
+        "Message-ID: <{id}>\r\nFrom: {from}\r\nTo: {to}\r\nSubject: {subject}\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\n{extra}MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nHello there.\r\n"
+    )
+    .into_bytes()
+}
+
+async fn tasks(e: &Env) -> Vec<MailboxTask> {
+    mailbox_tasks(&e.config, &e.db.store).await.unwrap().0
+}
+
+async fn count(e: &Env, kind: &str) -> i64 {
+    e.db.store
+        .count_by_rep_and_kind(None, None)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|c| c.kind == kind)
+        .map(|c| c.count)
+        .sum()
+}
+
+/// Sent mail to a lead, the lead's reply, a newsletter, a colleague's note.
+fn seed_alice(d: &Dovecot) {
+    let mut imap = ImapSetup::login(d.port(), "alice", "alice-pw");
+    for i in 0..3 {
+        imap.append(
+            "Sent",
+            &message(
+                &format!("out{i}@example.com"),
+                "alice@example.com",
+                "sara@acme.example",
+                "Proposal",
+                "",
+            ),
+        );
+    }
+    imap.append(
+        "INBOX",
+        &message(
+            "reply0@acme.example",
+            "Sara <sara@acme.example>",
+            "alice@example.com",
+            "Re: Proposal",
+            "In-Reply-To: <out0@example.com>\r\nReferences: <out0@example.com>\r\n",
+        ),
+    );
+    imap.append(
+        "INBOX",
+        &message(
+            "news@vendor.example",
+            "news@vendor.example",
+            "alice@example.com",
+            "News",
+            "List-Id: <n.vendor.example>\r\n",
+        ),
+    );
+    imap.append(
+        "INBOX",
+        &message("int@example.com", "dave@example.com", "alice@example.com", "Lunch?", ""),
+    );
+    imap.logout();
+}
+
+store_tests!(
+    backfill_then_restart_fetches_nothing_again,
+    uidvalidity_change_creates_no_duplicates,
+    wrong_password_stops_only_that_mailbox,
+    idle_pushes_new_mail,
+    malformed_messages_never_stall_the_folder,
+    dropped_connection_recovers_without_duplicates,
+);
+
+async fn backfill_then_restart_fetches_nothing_again(db: TestDb) {
+    let e = env(db, "bob-pw").await;
+    seed_alice(&e.dovecot);
+    let t = tasks(&e).await;
+    let stats = t[0].sync_once().await.unwrap();
+    assert_eq!(stats.seen, 6);
+    assert_eq!(count(&e, "email_sent").await, 3);
+    assert_eq!(count(&e, "reply_received").await, 1);
+    assert_eq!(
+        count(&e, "email_received").await,
+        0,
+        "newsletter and colleague mail are not activities"
+    );
+    let fetches = e.dovecot.count_commands("alice", "FETCH");
+    assert!(fetches >= 2, "one FETCH per folder at least, saw {fetches}");
+    // The log shows no message was flagged \Seen by Rapport (BODY.PEEK only).
+    assert!(
+        !e.dovecot.log().contains("flag_change"),
+        "Rapport must not change flags"
+    );
+
+    // A new process (new tasks, same database) fetches nothing it already has.
+    let t = tasks(&e).await;
+    let stats = t[0].sync_once().await.unwrap();
+    assert_eq!(stats.seen, 0);
+    assert_eq!(
+        e.dovecot.count_commands("alice", "FETCH"),
+        fetches,
+        "no message fetched twice"
+    );
+    let explained = e.db.store.explain_message("<reply0@acme.example>").await.unwrap();
+    assert_eq!(explained.len(), 1);
+    assert!(
+        explained[0].reason.contains("answers <out0@example.com>"),
+        "{:?}",
+        explained[0]
+    );
+    let news = e.db.store.explain_message("news@vendor.example").await.unwrap();
+    assert!(news[0].reason.contains("bulk"), "{:?}", news[0]);
+}
+
+async fn uidvalidity_change_creates_no_duplicates(db: TestDb) {
+    let e = env(db, "bob-pw").await;
+    seed_alice(&e.dovecot);
+    tasks(&e).await[0].sync_once().await.unwrap();
+    let before = e.db.store.status_counts().await.unwrap().activities;
+    let old = e.db.store.cursor("alice-imap", "INBOX").await.unwrap().unwrap();
+    let new_validity = e.dovecot.bump_uidvalidity("alice", "INBOX");
+    assert_ne!(Some(i64::from(new_validity)), old.validity);
+    let stats = tasks(&e).await[0].sync_once().await.unwrap();
+    assert_eq!(stats.seen, 3, "the INBOX is read again");
+    assert_eq!(
+        e.db.store.status_counts().await.unwrap().activities,
+        before,
+        "no duplicates"
+    );
+    let cur = e.db.store.cursor("alice-imap", "INBOX").await.unwrap().unwrap();
+    assert_eq!(cur.validity, Some(i64::from(new_validity)));
+}
+
+async fn wrong_password_stops_only_that_mailbox(db: TestDb) {
+    let e = env(db, "not-bobs-password").await;
+    seed_alice(&e.dovecot);
+    let t = tasks(&e).await;
+    let err = t[1].sync_once().await.unwrap_err();
+    assert!(err.is_auth(), "{err:#}");
+    assert!(
+        !format!("{err:#}").contains("not-bobs-password"),
+        "the password never appears in errors"
+    );
+    t[0].sync_once().await.unwrap();
+    assert_eq!(count(&e, "email_sent").await, 3);
+
+    // Run as the daemon does: bob's task records auth_failed and stops; alice's keeps going.
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let bob = tasks(&e).await.remove(1);
+    tokio::time::timeout(Duration::from_secs(60), bob.run(cancel.clone()))
+        .await
+        .expect("an auth failure ends the task");
+    let health = e.db.store.health().await.unwrap();
+    let bob = health.iter().find(|h| h.source_id == "bob-imap").unwrap();
+    assert_eq!(bob.state, "auth_failed");
+    assert!(
+        bob.last_error.as_deref().unwrap_or("").contains("refused the login"),
+        "{bob:?}"
+    );
+}
+
+async fn idle_pushes_new_mail(db: TestDb) {
+    let e = env(db, "bob-pw").await;
+    seed_alice(&e.dovecot);
+    let alice = tasks(&e).await.remove(0);
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let handle = tokio::spawn(alice.run(cancel.clone()));
+    // Wait for the first pass; the new mail may arrive before or after IDLE starts.
+    wait_for(|| async {
+        e.db.store
+            .health()
+            .await
+            .unwrap()
+            .iter()
+            .any(|h| h.source_id == "alice-imap" && h.state == "ok")
+    })
+    .await;
+    let before = count(&e, "reply_received").await;
+    let mut imap = ImapSetup::login(e.dovecot.port(), "alice", "alice-pw");
+    imap.append(
+        "INBOX",
+        &message(
+            "reply1@acme.example",
+            "sara@acme.example",
+            "alice@example.com",
+            "Re: Proposal",
+            "In-Reply-To: <out1@example.com>\r\n",
+        ),
+    );
+    imap.logout();
+    // The poll interval is an hour: only IDLE can bring this in.
+    wait_for(|| async { count(&e, "reply_received").await > before }).await;
+    cancel.cancel();
+    handle.await.unwrap();
+}
+
+async fn malformed_messages_never_stall_the_folder(db: TestDb) {
+    let e = env(db, "bob-pw").await;
+    let mut imap = ImapSetup::login(e.dovecot.port(), "alice", "alice-pw");
+    imap.append("INBOX", b"\x00\x01 not a message at all\r\n");
+    imap.append(
+        "INBOX",
+        b"Subject: caf\xe9 \xff\xfe\r\nFrom: Sara <sara@acme.example>\r\nTo: alice@example.com\r\n\r\nx\r\n",
+    );
+    let long_refs = "<r@acme.example> ".repeat(2000);
+    imap.append(
+        "INBOX",
+        format!(
+            "From: sara@acme.example\r\nTo: alice@example.com\r\nReferences: {long_refs}\r\nSubject: big\r\n\r\nx\r\n"
+        )
+        .as_bytes(),
+    );
+    imap.append(
+        "INBOX",
+        &message("ok@acme.example", "sara@acme.example", "alice@example.com", "fine", ""),
+    );
+    imap.logout();
+    let stats = tasks(&e).await[0].sync_once().await.unwrap();
+    assert_eq!(stats.seen, 4);
+    assert_eq!(
+        count(&e, "email_received").await,
+        3,
+        "8-bit junk and missing Message-IDs still count"
+    );
+    let cursor = e.db.store.cursor("alice-imap", "INBOX").await.unwrap().unwrap();
+    assert_eq!(cursor.last_uid, Some(4), "the cursor passed every message");
+    assert_eq!(tasks(&e).await[0].sync_once().await.unwrap().seen, 0);
+}
+
+async fn dropped_connection_recovers_without_duplicates(db: TestDb) {
+    let e = env(db, "bob-pw").await;
+    let n = 3000;
+    let written = e.dovecot.write_maildir_messages(
+        "alice",
+        None,
+        (0..n).map(|i| {
+            message(
+                &format!("bulk{i}@acme.example"),
+                "sara@acme.example",
+                "alice@example.com",
+                "hi",
+                "",
+            )
+        }),
+    );
+    assert_eq!(written, n);
+    let t = Arc::new(tasks(&e).await.remove(0));
+    let syncing = {
+        let t = t.clone();
+        tokio::spawn(async move { t.sync_once().await })
+    };
+    // Kill the server's imap process while the backfill runs (or just after: either way the
+    // next passes must converge on exactly one activity per message).
+    wait_for(|| async { e.dovecot.count_commands("alice", "SEARCH") > 0 }).await;
+    e.dovecot.kill_imap_processes();
+    let _ = syncing.await.unwrap();
+    for _ in 0..5 {
+        if t.sync_once().await.is_ok() {
+            break;
+        }
+    }
+    assert_eq!(count(&e, "email_received").await, n as i64);
+    assert_eq!(t.sync_once().await.unwrap().seen, 0);
+}
+
+/// Polls `cond` until it holds; fails after a minute (generous: this checks behaviour, not speed).
+async fn wait_for<F, Fut>(cond: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !cond().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not reached within a minute"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
