@@ -11,6 +11,7 @@ use crate::clock;
 use crate::config::{Config, ConfigError, redact_url};
 use crate::daemon;
 use crate::leads;
+use crate::sources::mail::verify::verify_mailbox;
 use crate::store::Store;
 
 /// Rapport logs your sales team's email and meetings as activities, counts them toward
@@ -55,6 +56,17 @@ pub enum Command {
     Leads(LeadsCommand),
     /// Show leads, activities and the health of each source.
     Status,
+    /// Say why a message was or was not counted, for whom, and against which lead.
+    Explain {
+        /// The Message-ID (with or without angle brackets).
+        message_id: String,
+    },
+    /// Compare each mailbox with what was seen and name every missed message; exits 1 on a gap.
+    Verify {
+        /// Check only this mailbox.
+        #[arg(long)]
+        mailbox: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -161,6 +173,72 @@ pub async fn execute(cli: Cli) -> Result<ExitCode> {
             let store = open_store(&config).await?;
             print!("{}", daemon::status_text(&store, &config).await?);
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Explain { message_id } => {
+            let config = load_config(&cli.config)?;
+            let store = open_store(&config).await?;
+            let rows = store.explain_message(&message_id).await?;
+            if rows.is_empty() {
+                println!(
+                    "<{}> has not been seen in any mailbox",
+                    message_id.trim_matches(['<', '>'])
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+            for r in rows {
+                let when = r
+                    .occurred_at
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_else(|| "unknown time".into());
+                println!(
+                    "{} / {} (rep {}, {when}): {}",
+                    r.mailbox_id, r.folder, r.rep_id, r.reason
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify { mailbox } => {
+            let config = load_config(&cli.config)?;
+            let store = open_store(&config).await?;
+            let mut gaps = 0;
+            let mut failed = false;
+            for mb in config
+                .mailboxes
+                .iter()
+                .filter(|m| mailbox.as_ref().is_none_or(|id| *id == m.id))
+            {
+                match verify_mailbox(mb, &store, store.now()).await {
+                    Ok(checks) => {
+                        for c in checks {
+                            println!(
+                                "{} / {}: {} in the window, {} seen, {} missed, {} not yet synced",
+                                mb.id,
+                                c.folder,
+                                c.on_server,
+                                c.seen,
+                                c.missed.len(),
+                                c.pending
+                            );
+                            for m in &c.missed {
+                                println!("  missed: {m}");
+                            }
+                            gaps += c.missed.len();
+                        }
+                    }
+                    Err(e) => {
+                        println!("{}: cannot verify: {e:#}", mb.id);
+                        failed = true;
+                    }
+                }
+            }
+            if mailbox.is_some() && !config.mailboxes.iter().any(|m| Some(&m.id) == mailbox.as_ref()) {
+                anyhow::bail!("no mailbox {} in {}", mailbox.unwrap_or_default(), cli.config.display());
+            }
+            Ok(if gaps > 0 || failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Run(args) => {
             let config = load_config(&cli.config)?;

@@ -16,7 +16,7 @@ fn rapport(config: &Path, args: &[&str]) -> Output {
         .expect("run rapport")
 }
 
-fn text(o: &Output) -> (String, String) {
+fn text_of(o: &Output) -> (String, String) {
     (
         String::from_utf8_lossy(&o.stdout).into_owned(),
         String::from_utf8_lossy(&o.stderr).into_owned(),
@@ -31,7 +31,7 @@ fn repo(p: &str) -> PathBuf {
 fn check_accepts_the_shipped_configs_silently() {
     for cfg in ["config/rapport.example.yaml", "config/example.yaml"] {
         let o = rapport(&repo(cfg), &["check"]);
-        let (out, err) = text(&o);
+        let (out, err) = text_of(&o);
         assert!(o.status.success(), "{cfg}: {out}{err}");
         assert_eq!(out, "", "{cfg}");
         assert_eq!(err, "", "{cfg}");
@@ -55,7 +55,7 @@ fn check_lists_three_mistakes_with_positions() {
     )
     .unwrap();
     let o = rapport(&cfg, &["check"]);
-    let (_, err) = text(&o);
+    let (_, err) = text_of(&o);
     assert!(!o.status.success());
     let path = cfg.display().to_string();
     let located: Vec<&str> = err.lines().filter(|l| l.starts_with(&path)).collect();
@@ -82,7 +82,7 @@ fn run_refuses_an_invalid_config() {
     let cfg = dir.path().join("bad.yaml");
     std::fs::write(&cfg, "internal_domains: [example.com]\nreps: 3\n").unwrap();
     let o = rapport(&cfg, &["run", "--once"]);
-    let (_, err) = text(&o);
+    let (_, err) = text_of(&o);
     assert!(!o.status.success());
     assert!(err.contains("`reps` must be a list"), "{err}");
     assert!(err.contains("nothing was started"), "{err}");
@@ -94,7 +94,7 @@ fn help_explains_each_command() {
         .arg("--help")
         .output()
         .unwrap();
-    let (out, _) = text(&o);
+    let (out, _) = text_of(&o);
     for cmd in ["run", "check", "migrate", "leads", "status"] {
         assert!(
             out.lines()
@@ -141,10 +141,10 @@ fn import_twice(database_url: &str) {
     );
 
     let o = rapport(&cfg, &["migrate"]);
-    assert!(o.status.success(), "{:?}", text(&o));
+    assert!(o.status.success(), "{:?}", text_of(&o));
 
     let o = rapport(&cfg, &["leads", "import", csv.to_str().unwrap()]);
-    let (out, err) = text(&o);
+    let (out, err) = text_of(&o);
     assert!(o.status.success(), "{out}{err}");
     assert!(
         out.contains(&format!("{n} inserted, 0 updated, 0 unchanged, 3 rejected")),
@@ -159,20 +159,20 @@ fn import_twice(database_url: &str) {
     assert!(err.contains(&format!("row {}: missing column", bad_row + 2)), "{err}");
 
     let o = rapport(&cfg, &["leads", "import", csv.to_str().unwrap()]);
-    let (out, _) = text(&o);
+    let (out, _) = text_of(&o);
     assert!(
         out.contains(&format!("0 inserted, 0 updated, {n} unchanged, 3 rejected")),
         "{out}"
     );
 
     let o = rapport(&cfg, &["status"]);
-    let (out, err) = text(&o);
+    let (out, err) = text_of(&o);
     assert!(o.status.success(), "{err}");
     assert!(out.contains(&format!("leads:      {n}")), "{out}");
     assert!(out.contains("companies:  500"), "{out}");
 
     let o = rapport(&cfg, &["leads", "list", "--limit", "2"]);
-    let (out, _) = text(&o);
+    let (out, _) = text_of(&o);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 3, "{out}");
     assert!(lines[1].starts_with("lead0@company0.example"), "{out}");
@@ -192,4 +192,58 @@ fn import_100k_twice_on_sqlite() {
 async fn import_100k_twice_on_postgres() {
     let url = common::pg_schema_url().await;
     tokio::task::spawn_blocking(move || import_twice(&url)).await.unwrap();
+}
+
+/// The README's main job, on a copy of the example config pointing at a temp database.
+#[test]
+fn main_job_explain_and_verify_on_the_example() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = repo("config/example");
+    let text = std::fs::read_to_string(repo("config/example.yaml"))
+        .unwrap()
+        .replace(
+            "sqlite://rapport-example.db",
+            &format!("sqlite://{}", dir.path().join("r.db").display()),
+        )
+        .replace("example/", &format!("{}/", example.display()));
+    let cfg = dir.path().join("example.yaml");
+    std::fs::write(&cfg, text).unwrap();
+
+    let o = rapport(&cfg, &["run", "--once"]);
+    let (out, err) = text_of(&o);
+    assert!(o.status.success(), "{out}{err}");
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo("config/example/expected.json")).unwrap()).unwrap();
+    let alice = out
+        .lines()
+        .find(|l| l.starts_with("alice"))
+        .unwrap_or_else(|| panic!("{out}"));
+    let total: i64 = expected["per_rep"]["alice"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_i64().unwrap())
+        .sum();
+    assert!(alice.trim_end().ends_with(&total.to_string()), "{out}");
+
+    let reply = expected["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["expected"] == "reply_received" && m["rep"] == "bob")
+        .unwrap();
+    let id = reply["message_id"].as_str().unwrap();
+    let o = rapport(&cfg, &["explain", id]);
+    let (out, _) = text_of(&o);
+    assert!(o.status.success());
+    assert!(
+        out.contains("bob-mail / INBOX") && out.contains("counted as reply_received"),
+        "{out}"
+    );
+    assert!(out.contains("answers <"), "{out}");
+
+    let o = rapport(&cfg, &["verify"]);
+    let (out, _) = text_of(&o);
+    assert!(o.status.success(), "{out}");
+    assert_eq!(out.lines().filter(|l| l.contains("0 missed")).count(), 6, "{out}");
 }

@@ -344,3 +344,53 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+store_tests!(verify_names_messages_the_cursor_skipped);
+
+async fn verify_names_messages_the_cursor_skipped(db: TestDb) {
+    use rapport::sources::mail::verify::verify_mailbox;
+    let e = env(db, "bob-pw").await;
+    seed_alice(&e.dovecot);
+    let alice = tasks(&e).await.remove(0);
+    alice.sync_once().await.unwrap();
+    let checks = verify_mailbox(&alice.config, &e.db.store, e.db.store.now())
+        .await
+        .unwrap();
+    assert_eq!(checks.len(), 2, "{checks:?}");
+    assert!(
+        checks
+            .iter()
+            .all(|c| c.missed.is_empty() && c.pending == 0 && c.seen == c.on_server),
+        "{checks:?}"
+    );
+
+    // Two new messages: first only pending; then a cursor that jumped past them (the bug verify
+    // exists to catch) makes them missed.
+    let mut imap = ImapSetup::login(e.dovecot.port(), "alice", "alice-pw");
+    imap.append(
+        "INBOX",
+        &message("late1@acme.example", "sara@acme.example", "alice@example.com", "a", ""),
+    );
+    imap.append(
+        "INBOX",
+        &message("late2@acme.example", "sara@acme.example", "alice@example.com", "b", ""),
+    );
+    imap.logout();
+    let inbox = |checks: &[rapport::sources::mail::verify::FolderCheck]| {
+        checks.iter().find(|c| c.folder == "INBOX").cloned().unwrap()
+    };
+    let checks = verify_mailbox(&alice.config, &e.db.store, e.db.store.now())
+        .await
+        .unwrap();
+    assert_eq!(inbox(&checks).pending, 2);
+    assert!(inbox(&checks).missed.is_empty());
+    let mut cursor = e.db.store.cursor("alice-imap", "INBOX").await.unwrap().unwrap();
+    cursor.last_uid = Some(cursor.last_uid.unwrap() + 2);
+    let mut tx = e.db.store.begin().await.unwrap();
+    tx.put_cursor(&cursor, e.db.store.now()).await.unwrap();
+    tx.commit().await.unwrap();
+    let checks = verify_mailbox(&alice.config, &e.db.store, e.db.store.now())
+        .await
+        .unwrap();
+    assert_eq!(inbox(&checks).missed, ["UID 4", "UID 5"]);
+}

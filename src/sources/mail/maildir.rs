@@ -57,6 +57,24 @@ pub fn unique_name(file_name: &str) -> &str {
     file_name.split([':', ';']).next().unwrap_or(file_name)
 }
 
+/// The unique names of every message file in a folder. Blocking.
+pub fn message_names(folder: &Path) -> Result<std::collections::HashSet<String>> {
+    let mut out = std::collections::HashSet::new();
+    for sub in ["new", "cur"] {
+        let Ok(entries) = std::fs::read_dir(folder.join(sub)) else {
+            continue;
+        };
+        for e in entries {
+            let e = e?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !name.starts_with('.') && e.file_type()?.is_file() {
+                out.insert(unique_name(&name).to_owned());
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Reads the files of `folder` not in `seen`, oldest first. Blocking.
 fn read_new(folder: &MaildirFolder, seen: &std::collections::HashSet<String>) -> Result<Vec<FetchedMail>> {
     let mut out = Vec::new();

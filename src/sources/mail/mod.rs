@@ -5,6 +5,7 @@ pub mod headers;
 pub mod imap;
 pub mod ingest;
 pub mod maildir;
+pub mod verify;
 
 pub use headers::MailHeaders;
 pub use ingest::{FetchedMail, IngestStats, Ingestor, MatchRules};
