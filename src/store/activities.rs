@@ -2,6 +2,9 @@
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+
+use sqlx::QueryBuilder;
 use sqlx::types::Json;
 
 use super::{Store, Tx, with_pool, with_tx};
@@ -68,6 +71,71 @@ impl Tx {
             Ok::<_, sqlx::Error>(id)
         })
         .with_context(|| format!("recording {} activity {}", a.kind, a.source_id))
+    }
+}
+
+impl Tx {
+    /// Records many activities at once (a few statements per hundred rows instead of two per
+    /// row). Returns, for each input, its new id or `None` when its natural key existed.
+    pub async fn record_activities(&mut self, list: &[NewActivity], now: DateTime<Utc>) -> Result<Vec<Option<i64>>> {
+        let mut ids: HashMap<(String, String, String, String), i64> = HashMap::new();
+        for chunk in list.chunks(200) {
+            let rows: Vec<(i64, String, String, String, String)> = with_tx!(self, |conn| {
+                let mut qb = QueryBuilder::new(
+                    "INSERT INTO activities (rep_id, kind, occurred_at, source, source_id, thread_key, subject,
+                        direction, details, created_at) ",
+                );
+                qb.push_values(chunk, |mut b, a| {
+                    b.push_bind(&a.rep_id)
+                        .push_bind(a.kind.as_str())
+                        .push_bind(a.occurred_at)
+                        .push_bind(a.source.as_str())
+                        .push_bind(&a.source_id)
+                        .push_bind(&a.thread_key)
+                        .push_bind(&a.subject)
+                        .push_bind(a.direction.as_str())
+                        .push_bind(Json(&a.details))
+                        .push_bind(now);
+                });
+                qb.push(
+                    " ON CONFLICT (rep_id, kind, source, source_id) DO NOTHING
+                      RETURNING id, rep_id, kind, source, source_id",
+                );
+                qb.build_query_as().fetch_all(&mut *conn).await
+            })
+            .context("recording activities")?;
+            for (id, rep, kind, source, source_id) in rows {
+                ids.insert((rep, kind, source, source_id), id);
+            }
+        }
+        let mut out = Vec::with_capacity(list.len());
+        let mut links: Vec<(i64, i64)> = Vec::new();
+        for a in list {
+            let key = (
+                a.rep_id.clone(),
+                a.kind.as_str().to_owned(),
+                a.source.as_str().to_owned(),
+                a.source_id.clone(),
+            );
+            // A key twice in one call: the first takes the id, the rest are duplicates.
+            let id = ids.remove(&key);
+            if let Some(id) = id {
+                links.extend(a.lead_ids.iter().map(|l| (id, *l)));
+            }
+            out.push(id);
+        }
+        for chunk in links.chunks(1000) {
+            with_tx!(self, |conn| {
+                let mut qb = QueryBuilder::new("INSERT INTO activity_leads (activity_id, lead_id) ");
+                qb.push_values(chunk, |mut b, (a, l)| {
+                    b.push_bind(*a).push_bind(*l);
+                });
+                qb.push(" ON CONFLICT DO NOTHING");
+                qb.build().execute(&mut *conn).await.map(|_| ())
+            })
+            .context("linking activities to leads")?;
+        }
+        Ok(out)
     }
 }
 

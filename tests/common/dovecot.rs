@@ -896,7 +896,7 @@ impl ImapSetup {
             .split("[APPENDUID ")
             .nth(1)
             .unwrap_or_else(|| panic!("no APPENDUID in {:?}", response.tagged));
-        code.split(|c: char| c == ' ' || c == ']')
+        code.split([' ', ']'])
             .nth(1)
             .and_then(|uid| uid.parse().ok())
             .unwrap_or_else(|| panic!("bad APPENDUID in {:?}", response.tagged))

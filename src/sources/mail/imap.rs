@@ -263,7 +263,10 @@ pub async fn sync_folder(
     ingestor: &Ingestor,
     folder: &str,
 ) -> Result<IngestStats, SourceError> {
-    let mailbox = io(&format!("SELECT {folder}"), session.select_condstore(folder)).await?;
+    // Plain SELECT, not SELECT (CONDSTORE): Rapport needs new UIDs (UIDNEXT tells whether
+    // there are any), not flag changes, so it does not ask the server to track modification
+    // sequences. HIGHESTMODSEQ is still recorded where the server reports it.
+    let mailbox = io(&format!("SELECT {folder}"), session.select(folder)).await?;
     let validity = mailbox.uid_validity.unwrap_or(0);
     let cursor = ingestor.store.cursor(&ingestor.mailbox_id, folder).await?;
     let known = cursor
@@ -290,10 +293,12 @@ pub async fn sync_folder(
             v
         }
         None => {
-            let since = (ingestor.store.now() - chrono::Duration::days(i64::from(cfg.backfill_days)))
-                .format("%d-%b-%Y")
-                .to_string();
-            let found = io("UID SEARCH SINCE", session.uid_search(format!("SINCE {since}"))).await?;
+            let since = ingestor.store.now() - chrono::Duration::days(i64::from(cfg.backfill_days));
+            let found = io(
+                "UID SEARCH SINCE",
+                session.uid_search(format!("SINCE {}", since.format("%d-%b-%Y"))),
+            )
+            .await?;
             let mut v: Vec<u32> = found.into_iter().collect();
             v.sort_unstable();
             info!(mailbox = %ingestor.mailbox_id, %folder, messages = v.len(), %since, "backfilling");
@@ -302,11 +307,31 @@ pub async fn sync_folder(
     };
     let mut stats = IngestStats::default();
     let mut last = known.unwrap_or(0);
-    for chunk in uids.chunks(BATCH) {
-        let batch = fetch_batch(session, folder, validity, chunk).await?;
-        last = *chunk.last().unwrap_or(&last);
-        let c = cursor_for(ingestor, folder, validity, last, modseq);
-        stats += ingestor.ingest(&batch, Some(&c)).await?;
+    // Pipelined: batch N is stored while batch N+1 is fetched. Ingestion stays in order, so
+    // the cursor only ever moves past stored messages.
+    let mut chunks = uids.chunks(BATCH);
+    let mut pending = match chunks.next() {
+        Some(first) => Some((
+            fetch_batch(session, folder, validity, first).await?,
+            *first.last().unwrap_or(&last),
+        )),
+        None => None,
+    };
+    while let Some((batch, batch_last)) = pending.take() {
+        let c = cursor_for(ingestor, folder, validity, batch_last, modseq);
+        let next = chunks.next();
+        let fetch_next = async {
+            match next {
+                Some(chunk) => fetch_batch(session, folder, validity, chunk)
+                    .await
+                    .map(|b| Some((b, *chunk.last().unwrap_or(&batch_last)))),
+                None => Ok(None),
+            }
+        };
+        let (stored, fetched) = tokio::join!(ingestor.ingest(&batch, Some(&c)), fetch_next);
+        stats += stored?;
+        last = batch_last;
+        pending = fetched?;
     }
     // Every UID below UIDNEXT that the search did not return was expunged (or lies before the
     // backfill window): move the cursor past them, so they are not searched for again and the

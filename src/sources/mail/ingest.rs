@@ -179,6 +179,7 @@ impl Ingestor {
         };
         let mut seen_rows = Vec::with_capacity(batch.len());
         let mut new_leads: Vec<(String, i64)> = Vec::new();
+        let mut activities = Vec::new();
         let mut tx = self.store.begin().await?;
         for (m, message_id, decision) in &decisions {
             let (decision_name, reason, when) = match (decision, &m.headers) {
@@ -228,10 +229,7 @@ impl Ingestor {
                         lead_ids,
                         details: serde_json::json!({ "mailbox": self.mailbox_id, "folder": m.folder }),
                     };
-                    match tx.record_activity(&activity, now).await? {
-                        Some(_) => stats.counted += 1,
-                        None => stats.duplicates += 1,
-                    }
+                    activities.push(activity);
                     (
                         kind.as_str().to_owned(),
                         decision.as_ref().map(|d| d.explain()).unwrap_or_default(),
@@ -267,6 +265,12 @@ impl Ingestor {
                 reason,
                 occurred_at: when,
             });
+        }
+        for id in tx.record_activities(&activities, now).await? {
+            match id {
+                Some(_) => stats.counted += 1,
+                None => stats.duplicates += 1,
+            }
         }
         tx.insert_seen(&seen_rows, now).await?;
         if let Some(c) = cursor {

@@ -1,0 +1,145 @@
+//! Backfill throughput against a real Dovecot on loopback: 50,000 generated messages, synced
+//! by Rapport into SQLite and PostgreSQL, as a ratio to a raw client measured in the same run
+//! that fetches the same header fields over the same IMAP library and throws them away.
+//! Dovecot is warmed first (its cache then holds the header fields), and the raw client runs
+//! right before each Rapport run. Run with `scripts/bench mail_backfill` (as root: the harness
+//! starts Dovecot).
+
+#[path = "../tests/common/dovecot.rs"]
+mod dovecot;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::TryStreamExt;
+use rapport::clock::SystemClock;
+use rapport::config::{Config, ImapConfig, MailboxSource};
+use rapport::daemon::mailbox_tasks;
+use rapport::sources::mail::headers::FETCHED_FIELDS;
+use rapport::sources::mail::imap;
+use rapport::store::{LeadColumns, NewLead, Store};
+
+const N: usize = 50_000;
+const LEADS: usize = 1_000;
+
+fn message(i: usize) -> Vec<u8> {
+    let lead = i % LEADS;
+    let (from, extra) = match i % 10 {
+        0 | 1 => ("news@vendor.example".to_string(), "List-Id: <news.vendor.example>\r\n"),
+        2 => ("dave@example.com".to_string(), ""),
+        _ => (format!("lead{lead}@company{}.example", lead % 50), ""),
+    };
+    format!(
+        "Message-ID: <bench{i}@bench.example>\r\nFrom: {from}\r\nTo: alice@example.com\r\n\
+         Subject: Message {i}\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\n{extra}\
+         MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{}\r\n",
+        "Some body text that Rapport never downloads. ".repeat(20)
+    )
+    .into_bytes()
+}
+
+fn config(db_url: &str, port: u16, pw_file: &std::path::Path) -> Config {
+    let yaml = format!(
+        "database: {{url: \"{db_url}\"}}\ninternal_domains: [example.com]\nreps:\n  - {{id: alice, name: A, email: alice@example.com, mailboxes: [alice-imap]}}\nmailboxes:\n  - {{id: alice-imap, kind: imap, host: 127.0.0.1, port: {port}, tls: none, username: alice, password_file: \"{}\", folders: [INBOX]}}\n",
+        pw_file.display()
+    );
+    Config::from_str(std::path::Path::new("/tmp/bench.yaml"), &yaml).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn imap_config(c: &Config) -> ImapConfig {
+    match &c.mailboxes[0].source {
+        MailboxSource::Imap(i) => i.clone(),
+        _ => unreachable!(),
+    }
+}
+
+/// Fetches the same fields Rapport fetches, in the same batches, and discards them. Timed like
+/// Rapport's sync, from connecting to logging out: on this Dovecot a session on the 50,000
+/// message Maildir spends several seconds in its first SELECT or FETCH (index refresh), and
+/// timing only the fetch would move that cost out of the baseline.
+async fn raw_fetch(cfg: &ImapConfig) -> f64 {
+    let start = Instant::now();
+    let mut s = imap::connect(cfg).await.unwrap();
+    s.select("INBOX").await.unwrap();
+    let mut uids: Vec<u32> = s.uid_search("ALL").await.unwrap().into_iter().collect();
+    uids.sort_unstable();
+    let query = format!("(UID INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS ({FETCHED_FIELDS})])");
+    let mut n = 0;
+    for chunk in uids.chunks(500) {
+        let set = imap::uid_set(chunk);
+        let fetched: Vec<_> = s.uid_fetch(&set, &query).await.unwrap().try_collect().await.unwrap();
+        n += fetched.len();
+    }
+    assert_eq!(n, N);
+    s.logout().await.unwrap();
+    N as f64 / start.elapsed().as_secs_f64()
+}
+
+async fn rapport_backfill(db_url: &str, port: u16, pw: &std::path::Path) -> f64 {
+    let c = config(db_url, port, pw);
+    let store = Store::connect(db_url, 4, Arc::new(SystemClock)).await.unwrap();
+    store.migrate().await.unwrap();
+    store.sync_reps(&c).await.unwrap();
+    let leads: Vec<NewLead> = (0..LEADS)
+        .map(|l| NewLead {
+            email: format!("lead{l}@company{}.example", l % 50),
+            name: None,
+            company_name: None,
+            company_domain: Some(format!("company{}.example", l % 50)),
+            owner_rep: Some("alice".into()),
+            time_zone: None,
+            status: None,
+            attributes: Default::default(),
+        })
+        .collect();
+    store.upsert_leads(&leads, LeadColumns::all()).await.unwrap();
+    let (tasks, _) = mailbox_tasks(&c, &store).await.unwrap();
+    let start = Instant::now();
+    let stats = tasks[0].sync_once().await.unwrap();
+    let rate = N as f64 / start.elapsed().as_secs_f64();
+    assert_eq!(stats.seen, N);
+    assert_eq!(stats.counted, N * 7 / 10);
+    rate
+}
+
+#[tokio::main]
+async fn main() {
+    let d = dovecot::Dovecot::start(&[("alice", "pw")]);
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "pw\n").unwrap();
+    let written = d.write_maildir_messages("alice", None, (0..N).map(message));
+    assert_eq!(written, N);
+    let cfg = imap_config(&config("sqlite://unused", d.port(), &pw));
+
+    let cold = raw_fetch(&cfg).await;
+    println!("Dovecot, first fetch of the folder (cold cache): {cold:.0} msgs/s");
+    println!("\n| backend | raw client | rapport backfill | ratio |\n|---|---|---|---|");
+
+    let raw = raw_fetch(&cfg).await;
+    let sqlite_url = format!("sqlite://{}", dir.path().join("bench.db").display());
+    let r = rapport_backfill(&sqlite_url, d.port(), &pw).await;
+    println!("| SQLite | {raw:.0} msgs/s | {r:.0} msgs/s | {:.2} |", r / raw);
+
+    let admin = std::env::var("RAPPORT_TEST_PG_URL").expect("RAPPORT_TEST_PG_URL (scripts/bench sets it)");
+    let schema = format!("bench_mail_{}", std::process::id());
+    {
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(&admin).await.unwrap();
+        sqlx::query(&format!("CREATE SCHEMA {schema}"))
+            .execute(&mut c)
+            .await
+            .unwrap();
+    }
+    let sep = if admin.contains('?') { '&' } else { '?' };
+    let pg_url = format!("{admin}{sep}options=-c%20search_path%3D{schema}");
+    let raw = raw_fetch(&cfg).await;
+    let r = rapport_backfill(&pg_url, d.port(), &pw).await;
+    println!("| PostgreSQL | {raw:.0} msgs/s | {r:.0} msgs/s | {:.2} |", r / raw);
+    use sqlx::Connection;
+    let mut c = sqlx::PgConnection::connect(&admin).await.unwrap();
+    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+        .execute(&mut c)
+        .await
+        .unwrap();
+}
