@@ -43,7 +43,9 @@ async fn main() {
         pw.display()
     );
     let config = Config::from_str(std::path::Path::new("/tmp/idle.yaml"), &yaml).unwrap();
-    let MailboxSource::Imap(cfg) = &config.mailboxes[0].source else { unreachable!() };
+    let MailboxSource::Imap(cfg) = &config.mailboxes[0].source else {
+        unreachable!()
+    };
     let mut appender = dovecot::ImapSetup::login(d.port(), "alice", "pw");
 
     // The server's push delay, seen by a bare IDLE client.
@@ -106,5 +108,9 @@ async fn main() {
     println!("| what | p50 | p99 |\n|---|---|---|");
     println!("| bare IDLE client: APPEND → EXISTS | {b50:.1?} | {b99:.1?} |");
     println!("| rapport: APPEND → activity committed (SQLite) | {r50:.1?} | {r99:.1?} |");
-    println!("| difference | {:.1?} | {:.1?} |", r50.saturating_sub(b50), r99.saturating_sub(b99));
+    println!(
+        "| difference | {:.1?} | {:.1?} |",
+        r50.saturating_sub(b50),
+        r99.saturating_sub(b99)
+    );
 }

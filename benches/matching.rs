@@ -34,13 +34,20 @@ fn main() {
     );
     let build = start.elapsed();
     let grown = rss_kib().saturating_sub(before);
-    println!("index of {LEADS} leads and {COMPANIES} companies: built in {build:.2?}, {} MiB resident", grown / 1024);
+    println!(
+        "index of {LEADS} leads and {COMPANIES} companies: built in {build:.2?}, {} MiB resident",
+        grown / 1024
+    );
 
     // Inbound mail: 60% from leads, 20% from new people at known companies, 10% free-mail
     // strangers, 10% colleagues.
     let senders: Vec<String> = (0..MESSAGES)
         .map(|i| match i % 10 {
-            0..=5 => format!("lead{}@company{}.example", (i * 7919) % LEADS, ((i * 7919) % LEADS) % COMPANIES),
+            0..=5 => format!(
+                "lead{}@company{}.example",
+                (i * 7919) % LEADS,
+                ((i * 7919) % LEADS) % COMPANIES
+            ),
             6 | 7 => format!("someone{i}@company{}.example", i % COMPANIES),
             8 => format!("stranger{i}@gmail.com"),
             _ => "dave@example.com".to_string(),
@@ -94,5 +101,8 @@ fn main() {
     assert_eq!(counted, MESSAGES * 8 / 10);
     println!("\n| what | rate | ratio to baseline |\n|---|---|---|");
     println!("| hash-map lookup of the sender (baseline) | {baseline:.0} msgs/s | 1.00 |");
-    println!("| rapport matcher decision | {rate:.0} msgs/s | {:.2} |", rate / baseline);
+    println!(
+        "| rapport matcher decision | {rate:.0} msgs/s | {:.2} |",
+        rate / baseline
+    );
 }

@@ -109,3 +109,83 @@ async fn example_data_is_logged_exactly_as_generated(db: TestDb) {
         .unwrap();
     assert_eq!(db.store.status_counts().await.unwrap(), before);
 }
+
+store_tests!(daemon_runs_until_shutdown_and_picks_up_new_mail);
+
+async fn daemon_runs_until_shutdown_and_picks_up_new_mail(db: TestDb) {
+    // A copy of one rep's Maildir, so new mail can be dropped in while the daemon runs.
+    let mail = tempfile::tempdir().unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example/mail/alice");
+    copy_dir(&src, mail.path());
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.yaml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("sqlite://rapport-example.db", &db.url)
+        .replace(
+            "path: example/mail/alice",
+            &format!("path: {}\n    poll_interval: 100ms", mail.path().display()),
+        );
+    let config = Config::from_str(&path, &text).unwrap_or_else(|e| panic!("{e}"));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let daemon = tokio::spawn(run(
+        config,
+        Arc::new(db.clock.clone()),
+        RunOptions { once: false },
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
+    let alice_sent = || async {
+        db.store
+            .count_by_rep_and_kind(None, None)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|c| c.rep_id == "alice" && c.kind == "email_sent")
+            .map(|c| c.count)
+            .sum::<i64>()
+    };
+    let wait_for = |n: i64| async move {
+        for _ in 0..600 {
+            if alice_sent().await >= n {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("alice never reached {n} sent messages");
+    };
+    let exp = expected();
+    let sent = exp["per_rep"]["alice"]["email_sent"].as_i64().unwrap();
+    wait_for(sent).await;
+    std::fs::write(
+        mail.path().join(".Sent/cur/1799999999.new.rapport-test:2,S"),
+        "Message-ID: <new-while-running@example.com>\r\nFrom: alice@example.com\r\nTo: sara.lind@acme-robotics.example\r\n\
+         Subject: Follow-up\r\nDate: Fri, 27 Nov 2026 10:00:00 +0100\r\n\r\nHi Sara\r\n",
+    )
+    .unwrap();
+    wait_for(sent + 1).await;
+    stop_tx.send(()).unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(15), daemon)
+        .await
+        .expect("the daemon stops within its shutdown deadline")
+        .unwrap()
+        .unwrap();
+    let health = db.store.health().await.unwrap();
+    assert!(
+        health.iter().any(|h| h.source_id == "alice-mail" && h.state == "ok"),
+        "{health:?}"
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
