@@ -61,7 +61,9 @@ async fn main() {
     let db_url = format!("sqlite://{}", dir.path().join("idle.db").display());
     let mut yaml = format!("database: {{url: \"{db_url}\"}}\ninternal_domains: [example.com]\nreps:\n");
     for i in 0..MAILBOXES {
-        yaml.push_str(&format!("  - {{id: rep{i}, name: R{i}, email: rep{i}@example.com, mailboxes: [mb{i}]}}\n"));
+        yaml.push_str(&format!(
+            "  - {{id: rep{i}, name: R{i}, email: rep{i}@example.com, mailboxes: [mb{i}]}}\n"
+        ));
     }
     yaml.push_str("mailboxes:\n");
     for i in 0..MAILBOXES {
@@ -86,7 +88,9 @@ async fn main() {
     let cancel = tokio_util::sync::CancellationToken::new();
     let mut bare = Vec::new();
     for mb in &config.mailboxes {
-        let MailboxSource::Imap(cfg) = mb.source.clone() else { unreachable!() };
+        let MailboxSource::Imap(cfg) = mb.source.clone() else {
+            unreachable!()
+        };
         let cancel = cancel.clone();
         bare.push(tokio::spawn(async move {
             let mut s = imap::connect(&cfg).await.unwrap();
@@ -129,7 +133,16 @@ async fn main() {
     }
     println!("| what | resident memory | CPU seconds per minute |\n|---|---|---|");
     println!("| process before any session | {} MiB | — |", start_rss / 1024);
-    println!("| 100 bare IDLE sessions (baseline) | {} MiB | {bare_cpu:.3} |", bare_rss / 1024);
-    println!("| 100 Rapport mailbox tasks idle (SQLite) | {} MiB | {cpu:.3} |", rss / 1024);
-    println!("(peak resident memory of the whole run: {} MiB)", status_field("VmHWM:") / 1024);
+    println!(
+        "| 100 bare IDLE sessions (baseline) | {} MiB | {bare_cpu:.3} |",
+        bare_rss / 1024
+    );
+    println!(
+        "| 100 Rapport mailbox tasks idle (SQLite) | {} MiB | {cpu:.3} |",
+        rss / 1024
+    );
+    println!(
+        "(peak resident memory of the whole run: {} MiB)",
+        status_field("VmHWM:") / 1024
+    );
 }

@@ -1,6 +1,7 @@
 //! Backfill throughput against a real Dovecot on loopback: 50,000 generated messages, synced
 //! by Rapport into SQLite and PostgreSQL, as a ratio to a raw client measured in the same run
-//! that fetches the same header fields over the same IMAP library and throws them away.
+//! that fetches the same header fields over the same IMAP library, in the same batches, and
+//! throws them away.
 //! Dovecot is warmed first (its cache then holds the header fields), and the raw client runs
 //! right before each Rapport run. Run with `scripts/bench mail_backfill` (as root: the harness
 //! starts Dovecot).
@@ -53,7 +54,7 @@ fn imap_config(c: &Config) -> ImapConfig {
     }
 }
 
-/// Fetches the same fields Rapport fetches, in the same batches, and discards them. Timed like
+/// Fetches the same fields Rapport fetches, in the same batches (`imap::BATCH`), and discards them. Timed like
 /// Rapport's sync, from connecting to logging out: on this Dovecot a session on the 50,000
 /// message Maildir spends several seconds in its first SELECT or FETCH (index refresh), and
 /// timing only the fetch would move that cost out of the baseline.
@@ -65,7 +66,7 @@ async fn raw_fetch(cfg: &ImapConfig) -> f64 {
     uids.sort_unstable();
     let query = format!("(UID INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS ({FETCHED_FIELDS})])");
     let mut n = 0;
-    for chunk in uids.chunks(500) {
+    for chunk in uids.chunks(imap::BATCH) {
         let set = imap::uid_set(chunk);
         let fetched: Vec<_> = s.uid_fetch(&set, &query).await.unwrap().try_collect().await.unwrap();
         n += fetched.len();

@@ -12,6 +12,16 @@
 //! `expunge`, ...), e.g. `flag_change: box=INBOX, uid=2, msgid=, flags=(\Seen)` when a client
 //! fetched `BODY[]` instead of `BODY.PEEK[]`.
 //!
+//! `Dovecot::start_tls` starts the same server with TLS: a throwaway CA and a server certificate
+//! it signed (subjectAltName `IP:127.0.0.1, DNS:localhost`, made with the `openssl` tool) are
+//! written into the temp dir (`ca_cert_path()` is the CA, PEM, for the client's `ca_file`);
+//! `port()` serves STARTTLS (`disable_plaintext_auth = yes`), `tls_port()` serves implicit TLS.
+//! Dovecot allows plaintext logins anyway on connections it considers local (client address =
+//! server address, so everything to 127.0.0.1); the plain port therefore also listens on
+//! `NON_LOCAL_HOST` (127.0.0.2), where logins are refused before STARTTLS (`LOGINDISABLED`).
+//! `ImapSetup` speaks plaintext only: fill such a server with `write_maildir_messages`, which
+//! needs no login.
+//!
 //! Written for Dovecot 2.3 (Debian 12); 2.4 changed the configuration language, and `start`
 //! says so instead of failing obscurely. Must run as root, like `scripts/test`.
 #![allow(dead_code)]
@@ -30,6 +40,11 @@ pub const DOVEADM_BIN: &str = "/usr/bin/doveadm";
 /// The unprivileged user the test servers store mail as.
 pub const MAIL_USER: &str = "rapport-mail";
 pub const HOST: &str = "127.0.0.1";
+/// A `start_tls` instance's plain port also listens here. Dovecot counts a connection whose
+/// client and server addresses are equal (any connection to 127.0.0.1) as secured and allows
+/// plaintext logins on it whatever `disable_plaintext_auth` or `ssl = required` say; a client
+/// connecting to 127.0.0.2 comes from 127.0.0.1, so there logins need STARTTLS first.
+pub const NON_LOCAL_HOST: &str = "127.0.0.2";
 /// The IMAP hierarchy separator of the test servers (`Archive/2026`).
 pub const SEPARATOR: char = '/';
 
@@ -40,6 +55,8 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Dovecot {
     master: Option<Child>,
     port: u16,
+    /// The implicit-TLS port of a `start_tls` instance (which also has STARTTLS on `port`).
+    tls_port: Option<u16>,
     /// `instance_name` in the config: every child process's title starts with
     /// `dovecot-<instance>/`, which finds them even after the master is gone.
     instance: String,
@@ -53,6 +70,17 @@ impl Dovecot {
     /// Starts a server that knows `users` as (name, password). Panics, saying what to do, when
     /// Dovecot or the `rapport-mail` user is missing or the server does not come up.
     pub fn start(users: &[(&str, &str)]) -> Dovecot {
+        Dovecot::start_with(users, false)
+    }
+
+    /// Like `start`, with TLS: STARTTLS on `port()` (logins only after it), implicit TLS on
+    /// `tls_port()`, a certificate for `127.0.0.1` and `localhost` signed by the throwaway CA at
+    /// `ca_cert_path()`. Panics, saying what to install, when `openssl` is missing.
+    pub fn start_tls(users: &[(&str, &str)]) -> Dovecot {
+        Dovecot::start_with(users, true)
+    }
+
+    fn start_with(users: &[(&str, &str)], tls: bool) -> Dovecot {
         let (uid, gid) = preflight();
         // In /tmp, not $TMPDIR: the unprivileged Dovecot processes must be able to reach the
         // dir, and Unix socket paths under it must stay short.
@@ -91,9 +119,14 @@ impl Dovecot {
         fs::write(root.join("users"), passwd).expect("write passwd-file");
         fs::set_permissions(root.join("users"), fs::Permissions::from_mode(0o644)).expect("chmod passwd-file");
 
+        if tls {
+            make_certificates(&root.join("tls"));
+        }
+
         let mut dovecot = Dovecot {
             master: None,
             port: 0,
+            tls_port: None,
             instance: format!("rapport-{}-{:08x}", std::process::id(), fastrand::u32(..)),
             uid,
             gid,
@@ -103,6 +136,14 @@ impl Dovecot {
         let mut last_error = String::new();
         for _ in 0..5 {
             dovecot.port = free_port();
+            if tls {
+                dovecot.tls_port = Some(loop {
+                    let p = free_port();
+                    if p != dovecot.port {
+                        break p;
+                    }
+                });
+            }
             match dovecot.spawn() {
                 Ok(()) => return dovecot,
                 Err(e) if e.contains("Address already in use") => last_error = e,
@@ -114,6 +155,26 @@ impl Dovecot {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The implicit-TLS (imaps) port. Panics unless the instance was made by `start_tls`.
+    pub fn tls_port(&self) -> u16 {
+        self.tls_port
+            .expect("this Dovecot has no TLS port: start it with Dovecot::start_tls")
+    }
+
+    /// The throwaway CA (PEM) that signed the server certificate, for a client's `ca_file`.
+    /// Panics unless the instance was made by `start_tls`.
+    pub fn ca_cert_path(&self) -> PathBuf {
+        assert!(
+            self.tls_port.is_some(),
+            "this Dovecot has no certificate: start it with Dovecot::start_tls"
+        );
+        self.tls_dir().join("ca.pem")
+    }
+
+    fn tls_dir(&self) -> PathBuf {
+        self.dir.path().join("tls")
     }
 
     pub fn host(&self) -> &str {
@@ -338,10 +399,35 @@ impl Dovecot {
 
     fn write_config(&self) {
         let root = self.dir.path().to_str().expect("UTF-8 temp dir path");
+        let (ssl_settings, imaps_listener) = match self.tls_port {
+            None => (
+                "ssl = no\ndisable_plaintext_auth = no".to_string(),
+                "  inet_listener imaps {\n    port = 0\n  }".to_string(),
+            ),
+            Some(tls_port) => (
+                format!(
+                    "ssl = yes\nssl_cert = <{root}/tls/server.pem\nssl_key = <{root}/tls/server.key\n\
+                     disable_plaintext_auth = yes"
+                ),
+                format!(
+                    "  inet_listener imaps {{\n    address = 127.0.0.1\n    port = {tls_port}\n    ssl = yes\n  }}"
+                ),
+            ),
+        };
         let config = CONFIG_TEMPLATE
             .replace("@DIR@", root)
             .replace("@INSTANCE@", &self.instance)
             .replace("@PORT@", &self.port.to_string())
+            .replace(
+                "@ADDRESSES@",
+                if self.tls_port.is_some() {
+                    "127.0.0.1 127.0.0.2"
+                } else {
+                    "127.0.0.1"
+                },
+            )
+            .replace("@SSL@", &ssl_settings)
+            .replace("@IMAPS@", &imaps_listener)
             .replace("@UID@", &self.uid.to_string())
             .replace("@GID@", &self.gid.to_string());
         fs::write(self.config_path(), config).expect("write dovecot.conf");
@@ -388,7 +474,13 @@ impl Dovecot {
             if !penalty_removed {
                 penalty_removed = fs::remove_file(&penalty_socket).is_ok();
             }
-            if penalty_removed && greets(addr) {
+            // The master binds every listener before it starts any: once the plain port
+            // greets, the TLS port accepts too (checked anyway, it is cheap).
+            let tls_listening = self.tls_port.is_none_or(|p| {
+                TcpStream::connect_timeout(&(std::net::Ipv4Addr::LOCALHOST, p).into(), Duration::from_millis(200))
+                    .is_ok()
+            });
+            if penalty_removed && greets(addr) && tls_listening {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -537,8 +629,7 @@ base_dir = @DIR@/run
 state_dir = @DIR@/state
 protocols = imap
 listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = no
+@SSL@
 auth_mechanisms = plain login
 auth_failure_delay = 0
 log_path = @DIR@/dovecot.log
@@ -568,12 +659,10 @@ userdb {
 
 service imap-login {
   inet_listener imap {
-    address = 127.0.0.1
+    address = @ADDRESSES@
     port = @PORT@
   }
-  inet_listener imaps {
-    port = 0
-  }
+@IMAPS@
 }
 # The sessions run as rapport-mail, outside the dovecot group the stats sockets are limited to.
 service stats {
@@ -647,6 +736,97 @@ fn preflight() -> (u32, u32) {
              (as root), or: useradd --system --user-group --no-create-home --shell /usr/sbin/nologin {MAIL_USER}"
         ),
     }
+}
+
+/// Writes a throwaway CA (`ca.pem`, `ca.key`) and a server certificate it signed (`server.pem`,
+/// `server.key`: P-256, SHA-256, valid for 3 days, subjectAltName `IP:127.0.0.1, DNS:localhost`)
+/// into `dir`. Two certificates, because webpki (rustls) accepts neither a self-signed leaf as its
+/// own root nor a certificate without subjectAltName.
+fn make_certificates(dir: &Path) {
+    fs::create_dir(dir).expect("create the TLS dir");
+    let path = |name: &str| dir.join(name).to_str().expect("UTF-8 temp dir path").to_string();
+    fs::write(
+        dir.join("server.ext"),
+        "basicConstraints = critical, CA:FALSE\n\
+         keyUsage = critical, digitalSignature, keyEncipherment\n\
+         extendedKeyUsage = serverAuth\n\
+         subjectAltName = IP:127.0.0.1, DNS:localhost\n",
+    )
+    .expect("write server.ext");
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-sha256",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &["-days", "3", "-subj", "/CN=Rapport test CA"],
+            &["-addext", "basicConstraints = critical, CA:TRUE"],
+            &["-addext", "keyUsage = critical, keyCertSign, cRLSign"],
+            &["-keyout", &path("ca.key"), "-out", &path("ca.pem")],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req"][..],
+            &ec,
+            &[
+                "-subj",
+                "/CN=localhost",
+                "-keyout",
+                &path("server.key"),
+                "-out",
+                &path("server.csr"),
+            ],
+        ]
+        .concat(),
+    );
+    let serial = format!("0x{:016x}", fastrand::u64(1..));
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &path("server.csr"),
+        "-CA",
+        &path("ca.pem"),
+        "-CAkey",
+        &path("ca.key"),
+        "-set_serial",
+        &serial,
+        "-days",
+        "3",
+        "-sha256",
+        "-extfile",
+        &path("server.ext"),
+        "-out",
+        &path("server.pem"),
+    ]);
+}
+
+/// Runs the `openssl` tool; panics with its output when it fails, or with what to install when
+/// it is missing.
+fn openssl(args: &[&str]) {
+    let out = match Command::new("openssl").args(args).stdin(Stdio::null()).output() {
+        Ok(out) => out,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+            "the openssl tool, which makes the test Dovecot's certificates, is missing: run scripts/test, \
+             or apt-get install openssl"
+        ),
+        Err(e) => panic!("run openssl: {e}"),
+    };
+    assert!(
+        out.status.success(),
+        "openssl {args:?} failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn free_port() -> u16 {

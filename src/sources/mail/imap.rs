@@ -27,7 +27,7 @@ use crate::sources::SourceError;
 use crate::store::SyncCursor;
 
 /// Messages per FETCH and per transaction.
-const BATCH: usize = 500;
+pub const BATCH: usize = 1000;
 /// Longest wait for any single network step.
 const IO_TIMEOUT: Duration = Duration::from_secs(120);
 /// IDLE must be re-issued before the 29-minute limit of RFC 2177.
@@ -363,6 +363,21 @@ async fn fetch_batch(
         session.uid_fetch(&set, &query).await?.try_collect::<Vec<_>>().await
     })
     .await?;
+    // A connection that dies mid-FETCH can end the response stream early without an error.
+    // Messages asked for but not returned must be gone (expunged); if the server still has any
+    // of them, this batch is incomplete and the cursor must not pass it.
+    let returned: std::collections::HashSet<u32> = fetches.iter().filter_map(|f| f.uid).collect();
+    let missing: Vec<u32> = uids.iter().copied().filter(|u| !returned.contains(u)).collect();
+    if !missing.is_empty() {
+        let still_there = io("UID SEARCH", session.uid_search(format!("UID {}", uid_set(&missing)))).await?;
+        if !still_there.is_empty() {
+            return Err(SourceError::Transient(anyhow!(
+                "the server returned {} of {} messages asked for in {folder}",
+                returned.len(),
+                uids.len()
+            )));
+        }
+    }
     let mut out = Vec::with_capacity(fetches.len());
     let mut bounces = Vec::new();
     for f in &fetches {
@@ -391,6 +406,13 @@ async fn fetch_batch(
                 .await
         })
         .await?;
+        if full.len() < bounces.len() {
+            return Err(SourceError::Transient(anyhow!(
+                "the server returned {} of {} message bodies asked for in {folder}",
+                full.len(),
+                bounces.len()
+            )));
+        }
         for f in full {
             let (Some(uid), Some(body)) = (f.uid, f.body()) else {
                 continue;
