@@ -134,6 +134,18 @@ pub struct NewActivity {
     pub details: serde_json::Value,
 }
 
+impl NewActivity {
+    /// The kind as the natural key sees it: every kind of mail activity is the same message
+    /// (so a message first taken for `email_received` cannot come back as `reply_received`
+    /// beside it), other sources keep one activity per kind.
+    pub fn dedup_kind(&self) -> &'static str {
+        match self.source {
+            SourceKind::Mail => "message",
+            _ => self.kind.as_str(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

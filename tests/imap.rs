@@ -394,3 +394,34 @@ async fn verify_names_messages_the_cursor_skipped(db: TestDb) {
         .unwrap();
     assert_eq!(inbox(&checks).missed, ["UID 4", "UID 5"]);
 }
+
+store_tests!(misnamed_folders_and_drafts_do_not_stop_or_count);
+
+async fn misnamed_folders_and_drafts_do_not_stop_or_count(db: TestDb) {
+    let mut e = env(db, "bob-pw").await;
+    seed_alice(&e.dovecot);
+    let mut imap = ImapSetup::login(e.dovecot.port(), "alice", "alice-pw");
+    imap.append_with_flags(
+        "Sent",
+        "\\Draft",
+        &message(
+            "draft1@example.com",
+            "alice@example.com",
+            "sara@acme.example",
+            "Unsent",
+            "",
+        ),
+    );
+    imap.logout();
+    if let rapport::config::MailboxSource::Imap(i) = &mut e.config.mailboxes[0].source {
+        i.folders = vec!["Sent Items".into(), "Sent".into(), "INBOX".into()];
+    }
+    let stats = tasks(&e).await[0].sync_once().await.unwrap();
+    assert_eq!(
+        stats.seen, 7,
+        "Sent and INBOX synced although `Sent Items` does not exist"
+    );
+    assert_eq!(count(&e, "email_sent").await, 3, "the draft is not a sent email");
+    let draft = e.db.store.explain_message("draft1@example.com").await.unwrap();
+    assert!(draft[0].reason.contains("draft"), "{:?}", draft[0]);
+}

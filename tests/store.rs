@@ -142,24 +142,39 @@ async fn activities_are_stored_once(db: TestDb) {
     assert!(first.is_some());
     assert_eq!(s.record_activity(&a).await.unwrap(), None, "same natural key twice");
 
-    // Same message for another rep is another activity; same rep, other kind too.
+    // Same message for another rep is another activity.
     assert!(
         s.record_activity(&activity("bob", "<m1@example.com>", vec![]))
             .await
             .unwrap()
             .is_some()
     );
-    let mut reply = a.clone();
+    // One message is one mail activity per rep, whatever its kind: a message first taken for
+    // received mail is upgraded when it turns out to be a reply, never counted beside it.
+    let mut received = activity("alice", "<r1@acme.example>", vec![sara.id]);
+    received.kind = ActivityKind::EmailReceived;
+    received.direction = Direction::Inbound;
+    received.occurred_at += Duration::hours(1);
+    assert!(s.record_activity(&received).await.unwrap().is_some());
+    let mut reply = received.clone();
     reply.kind = ActivityKind::ReplyReceived;
-    reply.occurred_at += Duration::hours(1);
-    assert!(s.record_activity(&reply).await.unwrap().is_some());
+    assert!(s.record_activity(&reply).await.unwrap().is_some(), "upgraded");
+    assert_eq!(s.record_activity(&received).await.unwrap(), None, "never downgraded");
+    // Other sources keep one activity per kind (a meeting is booked, then held).
+    let mut booked = activity("alice", "event-1", vec![sara.id]);
+    booked.source = SourceKind::Calendar;
+    booked.kind = ActivityKind::MeetingBooked;
+    let mut held = booked.clone();
+    held.kind = ActivityKind::MeetingHeld;
+    assert!(s.record_activity(&booked).await.unwrap().is_some());
+    assert!(s.record_activity(&held).await.unwrap().is_some());
 
     let for_sara = s.activities_for_lead(sara.id).await.unwrap();
-    assert_eq!(for_sara.len(), 2);
+    assert_eq!(for_sara.len(), 4);
     assert_eq!(for_sara[0].kind, "reply_received", "newest first");
     let counts = s.count_by_rep_and_kind(None, None).await.unwrap();
     let total: i64 = counts.iter().map(|c| c.count).sum();
-    assert_eq!(total, 3);
+    assert_eq!(total, 5);
     let window = s
         .count_by_rep_and_kind(Some(common::t0() + Duration::minutes(30)), None)
         .await

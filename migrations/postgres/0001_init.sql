@@ -41,6 +41,10 @@ CREATE TABLE activities (
     id          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     rep_id      TEXT NOT NULL REFERENCES reps(id),
     kind        TEXT NOT NULL,
+    -- the kind as far as uniqueness goes: 'message' for every mail kind (one message is one
+    -- activity for a rep, whatever it was classified as), the kind itself otherwise (a meeting
+    -- is booked, held and maybe cancelled).
+    dedup_kind  TEXT NOT NULL,
     occurred_at TIMESTAMPTZ NOT NULL,
     source      TEXT NOT NULL,
     source_id   TEXT NOT NULL,
@@ -49,7 +53,7 @@ CREATE TABLE activities (
     direction   TEXT NOT NULL,
     details     JSONB NOT NULL DEFAULT '{}',
     created_at  TIMESTAMPTZ NOT NULL,
-    UNIQUE (rep_id, kind, source, source_id)
+    UNIQUE (rep_id, dedup_kind, source, source_id)
 );
 CREATE INDEX activities_rep_time ON activities(rep_id, occurred_at);
 CREATE INDEX activities_time ON activities(occurred_at);

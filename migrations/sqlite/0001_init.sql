@@ -44,6 +44,10 @@ CREATE TABLE activities (
     id          INTEGER PRIMARY KEY,
     rep_id      TEXT NOT NULL REFERENCES reps(id),
     kind        TEXT NOT NULL,
+    -- the kind as far as uniqueness goes: 'message' for every mail kind (one message is one
+    -- activity for a rep, whatever it was classified as), the kind itself otherwise (a meeting
+    -- is booked, held and maybe cancelled).
+    dedup_kind  TEXT NOT NULL,
     occurred_at TEXT NOT NULL,
     -- where it came from (mail, calendar, sequence, manual) and that source's own id for it
     -- (Message-ID, event UID + instance, outbox id): the natural key with rep and kind.
@@ -54,7 +58,7 @@ CREATE TABLE activities (
     direction   TEXT NOT NULL,
     details     TEXT NOT NULL DEFAULT '{}',
     created_at  TEXT NOT NULL,
-    UNIQUE (rep_id, kind, source, source_id)
+    UNIQUE (rep_id, dedup_kind, source, source_id)
 ) STRICT;
 CREATE INDEX activities_rep_time ON activities(rep_id, occurred_at);
 CREATE INDEX activities_time ON activities(occurred_at);

@@ -464,15 +464,27 @@ fn read_database(doc: &Doc, node: &Node) -> Option<DatabaseConfig> {
     Some(DatabaseConfig { url, max_connections })
 }
 
-/// Hides the password part of a URL (`postgres://u:secret@h` → `postgres://u:***@h`).
+/// Hides the passwords in a URL (`postgres://u:secret@h` → `postgres://u:***@h`, and a
+/// `password=` query parameter).
 pub fn redact_url(url: &str) -> String {
+    let mut out = url.to_owned();
     if let Some((scheme, rest)) = url.split_once("://")
         && let Some((userinfo, host)) = rest.split_once('@')
         && let Some((user, _)) = userinfo.split_once(':')
     {
-        return format!("{scheme}://{user}:***@{host}");
+        out = format!("{scheme}://{user}:***@{host}");
     }
-    url.to_owned()
+    if let Some((base, query)) = out.clone().split_once('?') {
+        let params: Vec<String> = query
+            .split('&')
+            .map(|p| match p.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => p.to_owned(),
+            })
+            .collect();
+        out = format!("{base}?{}", params.join("&"));
+    }
+    out
 }
 
 fn read_matching(doc: &Doc, node: &Node) -> Option<MatchingConfig> {
@@ -626,6 +638,19 @@ fn read_imap(m: &MapReader<'_>) -> Option<MailboxSource> {
     let idle = m.or("idle", true);
     let ca_file = m.opt::<PathBuf>("ca_file").map(|p| resolve_path(&doc.file, &p));
     let tls = tls?;
+    if tls == TlsMode::None
+        && let Some(h) = &host
+        && !is_loopback(h)
+    {
+        if let Some(n) = m.get("tls") {
+            doc.error_hint(
+                n,
+                format!("`tls: none` would send the password to {h} in clear text"),
+                "plain IMAP is only allowed to a loopback host (127.0.0.1, ::1, localhost); use implicit or starttls",
+            );
+        }
+        return None;
+    }
     Some(MailboxSource::Imap(ImapConfig {
         host: host?,
         port: port.unwrap_or(if tls == TlsMode::Implicit { 993 } else { 143 }),
@@ -638,6 +663,14 @@ fn read_imap(m: &MapReader<'_>) -> Option<MailboxSource> {
         idle,
         ca_file,
     }))
+}
+
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn read_calendar(doc: &Doc, node: &Node) -> Option<CalendarConfig> {

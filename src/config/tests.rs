@@ -127,6 +127,20 @@ fn secrets_in_the_file_are_refused() {
 }
 
 #[test]
+fn plain_imap_only_on_loopback() {
+    let imap = |host: &str| {
+        MINIMAL.replace(
+            "    kind: maildir\n    path: mail/alice\n",
+            &format!("    kind: imap\n    host: {host}\n    tls: none\n    username: u\n    password_env: PW\n"),
+        )
+    };
+    assert!(load(&imap("127.0.0.1")).is_ok());
+    assert!(load(&imap("localhost")).is_ok());
+    let text = load(&imap("imap.example.com")).unwrap_err().to_string();
+    assert!(text.contains("clear text"), "{text}");
+}
+
+#[test]
 fn unknown_kind_is_suggested() {
     let src = MINIMAL.replace("kind: maildir", "kind: imapp");
     let text = load(&src).unwrap_err().to_string();
@@ -155,4 +169,8 @@ fn database_password_is_redacted() {
         "postgres://rapport:***@db/rapport"
     );
     assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+    assert_eq!(
+        redact_url("postgres://u@db/r?sslmode=require&password=s3cret"),
+        "postgres://u@db/r?sslmode=require&password=***"
+    );
 }

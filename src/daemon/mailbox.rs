@@ -50,6 +50,7 @@ impl MailboxTask {
         self.report(HealthState::Starting, None).await;
         let mut backoff = Backoff::default();
         loop {
+            let started = std::time::Instant::now();
             let result = tokio::select! {
                 _ = cancel.cancelled() => break,
                 r = self.watch() => r,
@@ -61,7 +62,11 @@ impl MailboxTask {
                     self.report(HealthState::AuthFailed, Some(&msg)).await;
                     return;
                 }
-                Err(SourceError::Transient(e)) => {
+                Err(e) => {
+                    // A connection that stayed up a while was healthy: start backing off afresh.
+                    if started.elapsed() > std::time::Duration::from_secs(60) {
+                        backoff.reset();
+                    }
                     let d = backoff.next_delay();
                     warn!(mailbox = %id, retry_in = ?d, "sync failed: {e:#}");
                     self.report(HealthState::Retrying, Some(&format!("{e:#}"))).await;

@@ -64,6 +64,8 @@ pub enum SkipReason {
     BounceForNoLead,
     /// No external participant is a lead or works at a known company.
     NoLead(Vec<String>),
+    /// A draft: never sent.
+    Draft,
 }
 
 impl fmt::Display for SkipReason {
@@ -76,6 +78,7 @@ impl fmt::Display for SkipReason {
             SkipReason::Automated(a) => write!(f, "automated sender {a}"),
             SkipReason::OwnAutoReply => write!(f, "the rep's own automatic reply"),
             SkipReason::BounceForNoLead => write!(f, "a bounce that names no lead"),
+            SkipReason::Draft => write!(f, "a draft (flagged \\Draft), never sent"),
             SkipReason::NoLead(addrs) => write!(
                 f,
                 "no lead: {} matched no lead and no known company (free-mail, blocked or unknown domain)",
@@ -198,6 +201,9 @@ impl MailMatcher<'_> {
     /// Decides what `h`, found in `rep`'s mailbox, is. `is_outbound` tells whether a
     /// Message-ID belongs to an outbound message of this rep already logged.
     pub fn decide(&self, rep: &RepView<'_>, h: &MailHeaders, is_outbound: &dyn Fn(&str) -> bool) -> MailDecision {
+        if h.draft {
+            return MailDecision::Skip(SkipReason::Draft);
+        }
         let Some(sender) = h.sender() else {
             return MailDecision::Skip(SkipReason::NoSender);
         };
@@ -233,11 +239,8 @@ impl MailMatcher<'_> {
             };
         }
 
-        if self.is_internal(sender) {
-            return MailDecision::Skip(SkipReason::FromColleague(sender.to_owned()));
-        }
-
-        // Bounces come from machines, so they are checked before the automated-sender rule.
+        // Bounces come from machines (the company's own mail server too), so they are checked
+        // before the colleague and automated-sender rules.
         if h.is_delivery_report || !h.failed_recipients.is_empty() {
             let mut leads = Vec::new();
             let mut bounced = Vec::new();
@@ -264,13 +267,11 @@ impl MailMatcher<'_> {
             };
         }
 
+        if self.is_internal(sender) {
+            return MailDecision::Skip(SkipReason::FromColleague(sender.to_owned()));
+        }
         if h.has_list_id {
             return MailDecision::Skip(SkipReason::Bulk("List-Id header"));
-        }
-        if let Some(p) = h.precedence.as_deref()
-            && matches!(p, "bulk" | "list" | "junk")
-        {
-            return MailDecision::Skip(SkipReason::Bulk("Precedence header"));
         }
         if is_automated_sender(&sender_key) {
             return MailDecision::Skip(SkipReason::Automated(sender_key));
@@ -300,6 +301,12 @@ impl MailMatcher<'_> {
                 auto_reply: Some(signal),
                 bounced: Vec::new(),
             };
+        }
+        // After the auto-reply check: vacation responders send `Precedence: bulk` too.
+        if let Some(p) = h.precedence.as_deref()
+            && matches!(p, "bulk" | "list" | "junk")
+        {
+            return MailDecision::Skip(SkipReason::Bulk("Precedence header"));
         }
         let answers = h
             .in_reply_to

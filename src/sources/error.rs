@@ -10,6 +10,9 @@ pub enum SourceError {
     /// Network trouble, a server restart, a timeout: retry with backoff.
     #[error(transparent)]
     Transient(anyhow::Error),
+    /// The server refused to open a folder (NO to SELECT): wrong name in the config, or gone.
+    #[error("cannot open folder {0}")]
+    MissingFolder(String),
 }
 
 impl SourceError {

@@ -39,9 +39,10 @@ impl Tx {
         with_tx!(self, |conn| {
             let id: Option<i64> = sqlx::query_scalar(
                 "INSERT INTO activities (rep_id, kind, occurred_at, source, source_id, thread_key, subject,
-                    direction, details, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-                 ON CONFLICT (rep_id, kind, source, source_id) DO NOTHING
+                    direction, details, created_at, dedup_kind)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                 ON CONFLICT (rep_id, dedup_kind, source, source_id) DO UPDATE SET kind = excluded.kind
+                 WHERE activities.kind = 'email_received' AND excluded.kind = 'reply_received'
                  RETURNING id",
             )
             .bind(&a.rep_id)
@@ -54,6 +55,7 @@ impl Tx {
             .bind(a.direction.as_str())
             .bind(Json(&a.details))
             .bind(now)
+            .bind(a.dedup_kind())
             .fetch_optional(&mut *conn)
             .await?;
             if let Some(id) = id {
@@ -83,7 +85,7 @@ impl Tx {
             let rows: Vec<(i64, String, String, String, String)> = with_tx!(self, |conn| {
                 let mut qb = QueryBuilder::new(
                     "INSERT INTO activities (rep_id, kind, occurred_at, source, source_id, thread_key, subject,
-                        direction, details, created_at) ",
+                        direction, details, created_at, dedup_kind) ",
                 );
                 qb.push_values(chunk, |mut b, a| {
                     b.push_bind(&a.rep_id)
@@ -95,10 +97,13 @@ impl Tx {
                         .push_bind(&a.subject)
                         .push_bind(a.direction.as_str())
                         .push_bind(Json(&a.details))
-                        .push_bind(now);
+                        .push_bind(now)
+                        .push_bind(a.dedup_kind());
                 });
                 qb.push(
-                    " ON CONFLICT (rep_id, kind, source, source_id) DO NOTHING
+                    // A reply recognised late (its original was logged after it) upgrades the kind.
+                    " ON CONFLICT (rep_id, dedup_kind, source, source_id) DO UPDATE SET kind = excluded.kind
+                      WHERE activities.kind = 'email_received' AND excluded.kind = 'reply_received'
                       RETURNING id, rep_id, kind, source, source_id",
                 );
                 qb.build_query_as().fetch_all(&mut *conn).await

@@ -140,7 +140,14 @@ impl Store {
     /// Starts a transaction.
     pub async fn begin(&self) -> Result<Tx> {
         Ok(match &self.pool {
-            Pool::Sqlite(p) => Tx::Sqlite(p.begin().await.context("starting a transaction")?),
+            // Every transaction here writes: take SQLite's write lock at BEGIN (waiting up to the
+            // busy timeout) rather than failing when a deferred read must upgrade to a write
+            // after another connection committed.
+            Pool::Sqlite(p) => Tx::Sqlite(
+                p.begin_with("BEGIN IMMEDIATE")
+                    .await
+                    .context("starting a transaction")?,
+            ),
             Pool::Postgres(p) => Tx::Postgres(p.begin().await.context("starting a transaction")?),
         })
     }

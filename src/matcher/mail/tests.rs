@@ -212,6 +212,29 @@ fn unknown_senders_by_config() {
 }
 
 #[test]
+fn bounces_from_the_companys_own_server_count() {
+    let mut dsn = headers("mailer-daemon@mail.example.com", &["alice@example.com"]);
+    dsn.is_delivery_report = true;
+    dsn.failed_recipients = vec!["gone@acme.example".into()];
+    assert_eq!(kind(&decide(&dsn)), Some(ActivityKind::Bounce));
+}
+
+#[test]
+fn vacation_replies_with_precedence_bulk_are_auto_replies() {
+    let mut h = headers("sara@acme.example", &["alice@example.com"]);
+    h.auto_submitted = Some("auto-replied".into());
+    h.precedence = Some("bulk".into());
+    assert_eq!(kind(&decide(&h)), Some(ActivityKind::AutoReply));
+}
+
+#[test]
+fn drafts_are_never_counted() {
+    let mut h = headers("alice@example.com", &["sara@acme.example"]);
+    h.draft = true;
+    assert_eq!(decide(&h), MailDecision::Skip(SkipReason::Draft));
+}
+
+#[test]
 fn no_sender_is_skipped() {
     let h = MailHeaders::default();
     assert_eq!(decide(&h), MailDecision::Skip(SkipReason::NoSender));

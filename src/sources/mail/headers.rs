@@ -35,6 +35,8 @@ pub struct MailHeaders {
     pub is_delivery_report: bool,
     /// Recipients a bounce names (from the DSN part, or `X-Failed-Recipients`).
     pub failed_recipients: Vec<String>,
+    /// Flagged `\Draft` by the server (IMAP flag, Maildir `D`): never sent, never counted.
+    pub draft: bool,
 }
 
 impl MailHeaders {
@@ -139,6 +141,7 @@ fn from_message(msg: &Message<'_>) -> MailHeaders {
             || text("X-Auto-Response-Suppress").is_some_and(|v| v.contains("oof") || v == "all"),
         is_delivery_report,
         failed_recipients,
+        draft: false,
     }
 }
 

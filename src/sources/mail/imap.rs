@@ -266,7 +266,22 @@ pub async fn sync_folder(
     // Plain SELECT, not SELECT (CONDSTORE): Rapport needs new UIDs (UIDNEXT tells whether
     // there are any), not flag changes, so it does not ask the server to track modification
     // sequences. HIGHESTMODSEQ is still recorded where the server reports it.
-    let mailbox = io(&format!("SELECT {folder}"), session.select(folder)).await?;
+    let mailbox = match tokio::time::timeout(IO_TIMEOUT, session.select(folder)).await {
+        Ok(Ok(m)) => m,
+        Ok(Err(async_imap::error::Error::No(msg))) => {
+            return Err(SourceError::MissingFolder(format!("{folder}: {msg}")));
+        }
+        Ok(Err(e)) => {
+            return Err(SourceError::Transient(
+                anyhow::Error::from(e).context(format!("SELECT {folder}")),
+            ));
+        }
+        Err(_) => {
+            return Err(SourceError::Transient(anyhow!(
+                "SELECT {folder}: no answer within {IO_TIMEOUT:?}"
+            )));
+        }
+    };
     let validity = mailbox.uid_validity.unwrap_or(0);
     let cursor = ingestor.store.cursor(&ingestor.mailbox_id, folder).await?;
     let known = cursor
@@ -357,7 +372,7 @@ async fn fetch_batch(
     validity: u32,
     uids: &[u32],
 ) -> Result<Vec<FetchedMail>, SourceError> {
-    let query = format!("(UID INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS ({FETCHED_FIELDS})])");
+    let query = format!("(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS ({FETCHED_FIELDS})])");
     let set = uid_set(uids);
     let fetches: Vec<_> = io("UID FETCH", async {
         session.uid_fetch(&set, &query).await?.try_collect::<Vec<_>>().await
@@ -382,7 +397,11 @@ async fn fetch_batch(
     let mut bounces = Vec::new();
     for f in &fetches {
         let Some(uid) = f.uid else { continue };
-        let headers = f.header().and_then(MailHeaders::parse);
+        let draft = f.flags().any(|fl| matches!(fl, async_imap::types::Flag::Draft));
+        let headers = f
+            .header()
+            .and_then(MailHeaders::parse)
+            .map(|h| MailHeaders { draft, ..h });
         if headers
             .as_ref()
             .is_some_and(|h| h.is_delivery_report || looks_like_bounce(h))
@@ -421,7 +440,8 @@ async fn fetch_batch(
             if let Some(m) = out.iter_mut().find(|m| m.item_key == key)
                 && let Some(h) = MailHeaders::parse(body)
             {
-                m.headers = Some(h);
+                let draft = m.headers.as_ref().is_some_and(|old| old.draft);
+                m.headers = Some(MailHeaders { draft, ..h });
             }
         }
     }
@@ -444,8 +464,24 @@ pub async fn sync_all(
 ) -> Result<(IngestStats, String), SourceError> {
     let (list, watch) = folders(session, cfg).await?;
     let mut total = IngestStats::default();
+    let mut missing = Vec::new();
     for folder in &list {
-        total += sync_folder(session, cfg, ingestor, folder).await?;
+        match sync_folder(session, cfg, ingestor, folder).await {
+            Ok(s) => total += s,
+            // A misnamed folder ("Sent" on a server that calls it "Sent Items") must not keep
+            // the other folders from syncing.
+            Err(SourceError::MissingFolder(why)) => {
+                warn!(mailbox = %ingestor.mailbox_id, "folder skipped, the server refuses to open it: {why}");
+                missing.push(why);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if missing.len() == list.len() {
+        return Err(SourceError::Transient(anyhow!(
+            "no folder could be opened: {}",
+            missing.join("; ")
+        )));
     }
     Ok((total, watch))
 }

@@ -13,6 +13,9 @@ use super::{FetchedMail, IngestStats, Ingestor, MailHeaders};
 /// Messages per transaction.
 const BATCH: usize = 500;
 
+/// Folders that hold no sent or received conversation: unsent drafts, deleted mail, spam.
+const SKIPPED_FOLDERS: &[&str] = &["Drafts", "Draft", "Trash", "Deleted Messages", "Junk", "Spam"];
+
 /// One folder of a Maildir++ tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MaildirFolder {
@@ -35,6 +38,7 @@ pub fn folders(root: &Path) -> Result<Vec<MaildirFolder>> {
         if let Some(sub) = name.strip_prefix('.')
             && !sub.is_empty()
             && e.path().join("cur").is_dir()
+            && !SKIPPED_FOLDERS.iter().any(|s| s.eq_ignore_ascii_case(sub))
         {
             out.push(MaildirFolder {
                 name: sub.replace('.', "/"),
@@ -57,9 +61,10 @@ pub fn unique_name(file_name: &str) -> &str {
     file_name.split([':', ';']).next().unwrap_or(file_name)
 }
 
-/// The unique names of every message file in a folder. Blocking.
-pub fn message_names(folder: &Path) -> Result<std::collections::HashSet<String>> {
-    let mut out = std::collections::HashSet::new();
+/// The unique names of every message file in a folder, with the files' modification times.
+/// Blocking.
+pub fn message_names(folder: &Path) -> Result<std::collections::HashMap<String, Option<DateTime<Utc>>>> {
+    let mut out = std::collections::HashMap::new();
     for sub in ["new", "cur"] {
         let Ok(entries) = std::fs::read_dir(folder.join(sub)) else {
             continue;
@@ -68,7 +73,12 @@ pub fn message_names(folder: &Path) -> Result<std::collections::HashSet<String>>
             let e = e?;
             let name = e.file_name().to_string_lossy().into_owned();
             if !name.starts_with('.') && e.file_type()?.is_file() {
-                out.insert(unique_name(&name).to_owned());
+                let modified = e
+                    .metadata()
+                    .ok()
+                    .and_then(|m| m.modified().ok())
+                    .map(DateTime::<Utc>::from);
+                out.insert(unique_name(&name).to_owned(), modified);
             }
         }
     }
@@ -103,10 +113,14 @@ fn read_new(folder: &MaildirFolder, seen: &std::collections::HashSet<String>) ->
                 .ok()
                 .and_then(|m| m.modified().ok())
                 .map(DateTime::<Utc>::from);
+            // Maildir flags follow ":2,"; D is \Draft.
+            let draft = file_name
+                .split_once(":2,")
+                .is_some_and(|(_, flags)| flags.contains('D'));
             out.push(FetchedMail {
                 folder: folder.name.clone(),
                 item_key: key,
-                headers: MailHeaders::parse(&raw),
+                headers: MailHeaders::parse(&raw).map(|h| MailHeaders { draft, ..h }),
                 internal_date,
             });
         }
@@ -150,7 +164,14 @@ mod tests {
     #[test]
     fn folder_order_puts_sent_first_and_inbox_last() {
         let dir = tempfile::tempdir().unwrap();
-        for sub in [".Sent/cur", ".Archive.2026/cur", "cur", ".Drafts/new"] {
+        for sub in [
+            ".Sent/cur",
+            ".Archive.2026/cur",
+            "cur",
+            ".Drafts/cur",
+            ".Trash/cur",
+            ".Junk/cur",
+        ] {
             std::fs::create_dir_all(dir.path().join(sub)).unwrap();
         }
         let names: Vec<String> = folders(dir.path()).unwrap().into_iter().map(|f| f.name).collect();

@@ -1,8 +1,6 @@
 //! Proof of completeness: compare what a mailbox holds with what Rapport has seen, folder by
 //! folder, and name every message that was missed.
 
-use std::collections::HashSet;
-
 use anyhow::Result;
 use chrono::{DateTime, Duration, Utc};
 
@@ -66,6 +64,13 @@ pub async fn verify_mailbox(
             let _ = tokio::time::timeout(std::time::Duration::from_secs(5), session.logout()).await;
         }
         MailboxSource::Maildir(cfg) => {
+            // Files written after the last successful scan are pending, not missed.
+            let last_scan = store
+                .health()
+                .await?
+                .into_iter()
+                .find(|h| h.source_id == mb.id)
+                .and_then(|h| h.last_success_at);
             let root = cfg.path.clone();
             let folders = tokio::task::spawn_blocking(move || maildir::folders(&root))
                 .await
@@ -73,7 +78,7 @@ pub async fn verify_mailbox(
             for folder in folders {
                 let seen = store.seen_keys(&mb.id, &folder.name).await?;
                 let path = folder.path.clone();
-                let names: HashSet<String> = tokio::task::spawn_blocking(move || maildir::message_names(&path))
+                let names = tokio::task::spawn_blocking(move || maildir::message_names(&path))
                     .await
                     .map_err(anyhow::Error::from)??;
                 let mut check = FolderCheck {
@@ -84,9 +89,11 @@ pub async fn verify_mailbox(
                     pending: 0,
                 };
                 let mut missed: Vec<String> = Vec::new();
-                for n in names {
+                for (n, modified) in names {
                     if seen.contains(&n) {
                         check.seen += 1;
+                    } else if last_scan.is_none_or(|scan| modified.is_none_or(|m| m >= scan)) {
+                        check.pending += 1;
                     } else {
                         missed.push(n);
                     }
