@@ -189,3 +189,53 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+store_tests!(privacy_rules_keep_subjects_and_excluded_mail_out);
+
+async fn privacy_rules_keep_subjects_and_excluded_mail_out(db: TestDb) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.yaml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("sqlite://rapport-example.db", &db.url)
+        + "privacy:\n  store_subjects: false\n  exclude_domains: [acme-robotics.example]\n";
+    let config = Config::from_str(&path, &text).unwrap_or_else(|e| panic!("{e}"));
+    run(
+        config,
+        Arc::new(db.clock.clone()),
+        RunOptions { once: true },
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+
+    let recent = db.store.recent_activities(10_000).await.unwrap();
+    assert!(!recent.is_empty());
+    assert!(recent.iter().all(|a| a.subject.is_none()), "no subject stored");
+    let sara = db
+        .store
+        .lead_by_email("sara.lind@acme-robotics.example")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        db.store.activities_for_lead(sara.id).await.unwrap().is_empty(),
+        "excluded domain logged nothing"
+    );
+
+    let seen = db.store.seen_in_mailbox("alice-mail").await.unwrap();
+    let excluded: Vec<_> = seen.iter().filter(|s| s.reason.contains("privacy")).collect();
+    assert!(!excluded.is_empty());
+    assert!(
+        excluded.iter().all(|s| s.headers.is_none()),
+        "nothing kept about excluded mail"
+    );
+    // Other mail with an external participant keeps its header fields (without the subject)
+    // for matching again later.
+    let kept = seen
+        .iter()
+        .filter(|s| s.decision == "email_sent")
+        .find_map(|s| s.headers.as_ref())
+        .unwrap();
+    assert!(kept.0["subject"].is_null(), "{kept:?}");
+    assert!(kept.0["from"][0].as_str().unwrap().ends_with("@example.com"));
+}

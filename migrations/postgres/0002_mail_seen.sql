@@ -8,6 +8,7 @@ CREATE TABLE mail_seen (
     decision    TEXT NOT NULL,
     reason      TEXT NOT NULL,
     occurred_at TIMESTAMPTZ,
+    headers     JSONB,
     seen_at     TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (mailbox_id, folder, item_key)
 );

@@ -11,6 +11,10 @@ CREATE TABLE mail_seen (
     decision    TEXT NOT NULL,
     reason      TEXT NOT NULL,
     occurred_at TEXT,
+    -- the header fields Rapport read (JSON), kept for every message with an external
+    -- participant that no privacy rule excludes, so mail can be matched again later (a lead
+    -- imported after its mail was seen). Never bodies; no subject with store_subjects: false.
+    headers     TEXT,
     seen_at     TEXT NOT NULL,
     PRIMARY KEY (mailbox_id, folder, item_key)
 ) STRICT;

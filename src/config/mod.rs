@@ -54,6 +54,7 @@ pub struct Config {
     /// Activity targets file, read by the targets feature.
     pub targets_file: Option<PathBuf>,
     pub http: HttpConfig,
+    pub privacy: PrivacyConfig,
     /// How long shutdown waits for in-flight work before abandoning it.
     pub shutdown_timeout: Duration,
 }
@@ -81,6 +82,28 @@ pub struct MatchingConfig {
     pub blocked_domains: Vec<String>,
     /// Added to the built-in list of free-mail domains.
     pub extra_free_mail_domains: Vec<String>,
+}
+
+/// What Rapport keeps about mail. Bodies are never stored.
+#[derive(Debug, Clone, Default)]
+pub struct PrivacyConfig {
+    /// Store message subjects (default true).
+    pub store_subjects: bool,
+    /// Mail with any of these participants is not recorded at all (lower-case addresses).
+    pub exclude_addresses: Vec<String>,
+    /// Mail with a participant in one of these domains (or subdomains) is not recorded at all.
+    pub exclude_domains: Vec<String>,
+}
+
+impl PrivacyConfig {
+    /// True when `address` (normalized) is excluded.
+    pub fn excludes(&self, address: &str) -> bool {
+        self.exclude_addresses.iter().any(|a| a == address)
+            || self
+                .exclude_domains
+                .iter()
+                .any(|d| address::domain_within(address::domain_of(address), d))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -411,6 +434,13 @@ fn read_config(doc: &Doc, root: &Node) -> Option<Config> {
             api_token: None,
         }),
     };
+    let privacy = match m.get("privacy") {
+        Some(n) => read_privacy(doc, n),
+        None => Some(PrivacyConfig {
+            store_subjects: true,
+            ..Default::default()
+        }),
+    };
     let shutdown_timeout = m.or("shutdown_timeout", Duration::from_secs(10));
     m.finish();
 
@@ -428,6 +458,7 @@ fn read_config(doc: &Doc, root: &Node) -> Option<Config> {
         sequences_dir,
         targets_file,
         http: http?,
+        privacy: privacy?,
         shutdown_timeout,
     })
 }
@@ -516,6 +547,28 @@ fn read_matching(doc: &Doc, node: &Node) -> Option<MatchingConfig> {
         unknown_senders,
         blocked_domains,
         extra_free_mail_domains,
+    })
+}
+
+fn read_privacy(doc: &Doc, node: &Node) -> Option<PrivacyConfig> {
+    let m = doc.map(node, "`privacy`")?;
+    let store_subjects = m.or("store_subjects", true);
+    let exclude_addresses = match m.get("exclude_addresses") {
+        Some(n) => match &n.value {
+            yaml::Value::Seq(items) => items.iter().filter_map(|i| read_address(doc, i)).collect(),
+            _ => {
+                doc.error(n, "`exclude_addresses` must be a list of addresses");
+                Vec::new()
+            }
+        },
+        None => Vec::new(),
+    };
+    let exclude_domains = read_domains(&m, "exclude_domains");
+    m.finish();
+    Some(PrivacyConfig {
+        store_subjects,
+        exclude_addresses,
+        exclude_domains,
     })
 }
 

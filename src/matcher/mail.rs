@@ -66,6 +66,8 @@ pub enum SkipReason {
     NoLead(Vec<String>),
     /// A draft: never sent.
     Draft,
+    /// A participant is on a privacy exclusion list: nothing about it is kept.
+    Excluded,
 }
 
 impl fmt::Display for SkipReason {
@@ -78,6 +80,7 @@ impl fmt::Display for SkipReason {
             SkipReason::Automated(a) => write!(f, "automated sender {a}"),
             SkipReason::OwnAutoReply => write!(f, "the rep's own automatic reply"),
             SkipReason::BounceForNoLead => write!(f, "a bounce that names no lead"),
+            SkipReason::Excluded => write!(f, "a participant is excluded by the privacy rules"),
             SkipReason::Draft => write!(f, "a draft (flagged \\Draft), never sent"),
             SkipReason::NoLead(addrs) => write!(
                 f,

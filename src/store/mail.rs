@@ -21,6 +21,8 @@ pub struct SeenMail {
     pub decision: String,
     pub reason: String,
     pub occurred_at: Option<DateTime<Utc>>,
+    /// The header fields read, where kept (see the migration).
+    pub headers: Option<sqlx::types::Json<serde_json::Value>>,
 }
 
 impl Store {
@@ -79,7 +81,7 @@ impl Store {
     pub async fn seen_in_mailbox(&self, mailbox_id: &str) -> Result<Vec<SeenMail>> {
         with_pool!(self, |pool| {
             sqlx::query_as::<_, SeenMail>(
-                "SELECT mailbox_id, folder, item_key, message_id, rep_id, decision, reason, occurred_at
+                "SELECT mailbox_id, folder, item_key, message_id, rep_id, decision, reason, occurred_at, headers
                  FROM mail_seen WHERE mailbox_id = $1 ORDER BY folder, item_key",
             )
             .bind(mailbox_id)
@@ -94,7 +96,7 @@ impl Store {
         let id = message_id.trim().trim_start_matches('<').trim_end_matches('>');
         with_pool!(self, |pool| {
             sqlx::query_as::<_, SeenMail>(
-                "SELECT mailbox_id, folder, item_key, message_id, rep_id, decision, reason, occurred_at
+                "SELECT mailbox_id, folder, item_key, message_id, rep_id, decision, reason, occurred_at, headers
                  FROM mail_seen WHERE message_id = $1 ORDER BY mailbox_id, folder, item_key",
             )
             .bind(id)
@@ -112,7 +114,7 @@ impl Tx {
             with_tx!(self, |conn| {
                 let mut qb = QueryBuilder::new(
                     "INSERT INTO mail_seen (mailbox_id, folder, item_key, message_id, rep_id, decision, reason,
-                        occurred_at, seen_at) ",
+                        occurred_at, seen_at, headers) ",
                 );
                 qb.push_values(chunk, |mut b, r| {
                     b.push_bind(&r.mailbox_id)
@@ -123,7 +125,8 @@ impl Tx {
                         .push_bind(&r.decision)
                         .push_bind(&r.reason)
                         .push_bind(r.occurred_at)
-                        .push_bind(now);
+                        .push_bind(now)
+                        .push_bind(&r.headers);
                 });
                 qb.push(" ON CONFLICT (mailbox_id, folder, item_key) DO NOTHING");
                 qb.build().execute(&mut *conn).await.map(|_| ())

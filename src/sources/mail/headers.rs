@@ -12,7 +12,7 @@ pub const FETCHED_FIELDS: &str = "MESSAGE-ID FROM TO CC BCC DATE SUBJECT IN-REPL
     X-AUTO-RESPONSE-SUPPRESS X-FAILED-RECIPIENTS";
 
 /// What the matcher needs to know about one message.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MailHeaders {
     /// Without angle brackets. `None` when the message has none (an id is synthesized later).
     pub message_id: Option<String>,

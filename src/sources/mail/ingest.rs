@@ -14,8 +14,8 @@ use tracing::{debug, warn};
 use super::MailHeaders;
 use crate::activity::{ActivityKind, NewActivity, SourceKind};
 use crate::address;
-use crate::config::{Config, RepConfig, UnknownSenders};
-use crate::matcher::{DomainClass, DomainRules, LeadIndex, LeadMatch, MailDecision, MailMatcher, RepView};
+use crate::config::{Config, PrivacyConfig, RepConfig, UnknownSenders};
+use crate::matcher::{DomainClass, DomainRules, LeadIndex, LeadMatch, MailDecision, MailMatcher, RepView, SkipReason};
 use crate::store::{SeenMail, Store, SyncCursor};
 
 /// One message as a source read it.
@@ -56,8 +56,9 @@ pub struct MatchRules {
     pub domains: DomainRules,
     pub strip_plus_tags: bool,
     pub unknown_senders: UnknownSenders,
-    /// Leads and companies; refreshed by [`Ingestor::refresh_index`] and grown by ingestion.
+    /// Leads and companies; reloaded by the daemon when leads change, grown by ingestion.
     pub index: RwLock<LeadIndex>,
+    pub privacy: PrivacyConfig,
 }
 
 impl MatchRules {
@@ -67,6 +68,7 @@ impl MatchRules {
             strip_plus_tags: config.matching.strip_plus_tags,
             unknown_senders: config.matching.unknown_senders,
             index: RwLock::new(index),
+            privacy: config.privacy.clone(),
         }
     }
 }
@@ -160,6 +162,15 @@ impl Ingestor {
                     decisions.push((m, format!("unreadable-{}-{}", m.folder, m.item_key), None));
                     continue;
                 };
+                if h.from
+                    .iter()
+                    .map(String::as_str)
+                    .chain(h.recipients())
+                    .any(|a| self.rules.privacy.excludes(a))
+                {
+                    decisions.push((m, "excluded".to_owned(), Some(MailDecision::Skip(SkipReason::Excluded))));
+                    continue;
+                }
                 let id = h.effective_message_id();
                 let d = matcher.decide(&rep, h, &|mid| outbound.contains(mid));
                 if let MailDecision::Count {
@@ -224,7 +235,7 @@ impl Ingestor {
                         source: SourceKind::Mail,
                         source_id: message_id.clone(),
                         thread_key: Some(h.thread_key(message_id)),
-                        subject: h.subject.clone(),
+                        subject: h.subject.clone().filter(|_| self.rules.privacy.store_subjects),
                         direction: *direction,
                         lead_ids,
                         details: serde_json::json!({ "mailbox": self.mailbox_id, "folder": m.folder }),
@@ -255,6 +266,26 @@ impl Ingestor {
                 }
             };
             debug!(mailbox = %self.mailbox_id, folder = %m.folder, %message_id, decision = %decision_name, "{reason}");
+            // Kept for matching again later: every message with an external participant that
+            // no privacy rule excludes.
+            let kept = match (&m.headers, decision) {
+                (_, Some(MailDecision::Skip(SkipReason::Excluded))) | (None, _) => None,
+                (Some(h), _) => {
+                    let external = h
+                        .from
+                        .iter()
+                        .map(String::as_str)
+                        .chain(h.recipients())
+                        .any(|a| self.rules.domains.classify(address::domain_of(a)) != DomainClass::Internal);
+                    external.then(|| {
+                        let mut h = h.clone();
+                        if !self.rules.privacy.store_subjects {
+                            h.subject = None;
+                        }
+                        sqlx::types::Json(serde_json::to_value(&h).unwrap_or_default())
+                    })
+                }
+            };
             seen_rows.push(SeenMail {
                 mailbox_id: self.mailbox_id.clone(),
                 folder: m.folder.clone(),
@@ -264,6 +295,7 @@ impl Ingestor {
                 decision: decision_name,
                 reason,
                 occurred_at: when,
+                headers: kept,
             });
         }
         for id in tx.record_activities(&activities, now).await? {
