@@ -134,6 +134,7 @@ pub async fn execute(cli: Cli) -> Result<ExitCode> {
             let config = load_config(&cli.config)?;
             let store = open_store(&config).await?;
             let report = leads::import_file(&store, &config, &file).await?;
+            let linked = daemon::rematch_seen_mail(&config, &store).await?;
             for r in &report.rejected {
                 eprintln!("{}: {r}", file.display());
             }
@@ -146,6 +147,9 @@ pub async fn execute(cli: Cli) -> Result<ExitCode> {
                 c.unchanged,
                 report.rejected.len()
             );
+            if linked > 0 {
+                println!("{linked} message(s) seen earlier now count for the imported leads");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Leads(LeadsCommand::List { limit, offset }) => {

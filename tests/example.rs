@@ -239,3 +239,50 @@ async fn privacy_rules_keep_subjects_and_excluded_mail_out(db: TestDb) {
     assert!(kept.0["subject"].is_null(), "{kept:?}");
     assert!(kept.0["from"][0].as_str().unwrap().ends_with("@example.com"));
 }
+
+store_tests!(importing_leads_later_links_mail_already_seen);
+
+async fn importing_leads_later_links_mail_already_seen(db: TestDb) {
+    // First the mail, with no leads at all: nothing counts.
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.yaml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("sqlite://rapport-example.db", &db.url);
+    let without_leads = Config::from_str(&path, &text.replace("lead_files:\n  - example/leads.csv\n", "")).unwrap();
+    let clock = Arc::new(db.clock.clone());
+    run(
+        without_leads,
+        clock.clone(),
+        RunOptions { once: true },
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(db.store.status_counts().await.unwrap().activities, 0);
+
+    // Then the leads: the mail already seen is matched again and counts as if the leads had
+    // been there all along.
+    let config = Config::from_str(&path, &text).unwrap();
+    let csv = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example/leads.csv");
+    rapport::leads::import_file(&db.store, &config, &csv).await.unwrap();
+    let linked = rapport::daemon::rematch_seen_mail(&config, &db.store).await.unwrap();
+    let exp = expected();
+    let mut got = std::collections::BTreeMap::new();
+    for c in db.store.count_by_rep_and_kind(None, None).await.unwrap() {
+        got.insert((c.rep_id.clone(), c.kind.clone()), c.count);
+    }
+    eprintln!("GOT {got:?}");
+    let want: i64 = exp["per_rep"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|k| k.as_object().unwrap().values().map(|v| v.as_i64().unwrap()))
+        .sum();
+    assert_eq!(linked as i64, want);
+    let counts = db.store.count_by_rep_and_kind(None, None).await.unwrap();
+    for c in &counts {
+        assert_eq!(c.count, exp["per_rep"][&c.rep_id][&c.kind].as_i64().unwrap(), "{c:?}");
+    }
+    // And again: nothing more.
+    assert_eq!(rapport::daemon::rematch_seen_mail(&config, &db.store).await.unwrap(), 0);
+}

@@ -21,7 +21,7 @@ use crate::config::Config;
 use crate::leads;
 use crate::report;
 use crate::sources::Backoff;
-use crate::sources::mail::{Ingestor, MatchRules};
+use crate::sources::mail::{FetchedMail, Ingestor, MailHeaders, MatchRules};
 use crate::store::Store;
 
 /// How `run` behaves.
@@ -55,6 +55,35 @@ pub async fn mailbox_tasks(config: &Config, store: &Store) -> Result<(Vec<Mailbo
     Ok((tasks, rules))
 }
 
+/// Matches mail seen earlier without a lead against the leads known now, so that importing a
+/// lead links the mail already exchanged with it. Returns how many messages now count.
+pub async fn rematch_seen_mail(config: &Config, store: &Store) -> Result<usize> {
+    let (tasks, _) = mailbox_tasks(config, store).await?;
+    let mut counted = 0;
+    for t in &tasks {
+        let rows = store.rematch_candidates(&t.config.id).await?;
+        let batch: Vec<FetchedMail> = rows
+            .into_iter()
+            .filter_map(|r| {
+                let headers: MailHeaders = serde_json::from_value(r.headers?.0).ok()?;
+                Some(FetchedMail {
+                    folder: r.folder,
+                    item_key: r.item_key,
+                    headers: Some(headers),
+                    internal_date: r.occurred_at,
+                })
+            })
+            .collect();
+        for chunk in batch.chunks(500) {
+            counted += t.ingestor.ingest(chunk, None).await?.counted;
+        }
+    }
+    if counted > 0 {
+        info!(messages = counted, "mail seen earlier now matched to leads");
+    }
+    Ok(counted)
+}
+
 async fn import_lead_files(config: &Config, store: &Store) -> Result<()> {
     for file in &config.lead_files {
         let report = leads::import_file(store, config, file).await?;
@@ -82,6 +111,7 @@ pub async fn run(
 ) -> Result<()> {
     let store = prepare_store(&config, clock).await?;
     import_lead_files(&config, &store).await?;
+    rematch_seen_mail(&config, &store).await?;
     let (tasks, rules) = mailbox_tasks(&config, &store).await?;
 
     if options.once {
@@ -112,7 +142,12 @@ pub async fn run(
     for t in tasks {
         supervisor.start(t, &cancel);
     }
-    let refresher = tokio::spawn(refresh_index(store.clone(), rules, cancel.child_token()));
+    let refresher = tokio::spawn(refresh_index(
+        config.clone(),
+        store.clone(),
+        rules,
+        cancel.child_token(),
+    ));
     info!(
         reps = config.reps.len(),
         mailboxes = config.mailboxes.len(),
@@ -131,7 +166,7 @@ pub async fn run(
 }
 
 /// Reloads the lead index when leads change outside this process (an import from the CLI).
-async fn refresh_index(store: Store, rules: Arc<MatchRules>, cancel: CancellationToken) {
+async fn refresh_index(config: Config, store: Store, rules: Arc<MatchRules>, cancel: CancellationToken) {
     let mut last = store.leads_version().await.ok();
     loop {
         tokio::select! {
@@ -144,6 +179,9 @@ async fn refresh_index(store: Store, rules: Arc<MatchRules>, cancel: Cancellatio
                     info!(leads = index.lead_count(), "lead index reloaded");
                     *rules.index.write().await = index;
                     last = Some(v);
+                    if let Err(e) = rematch_seen_mail(&config, &store).await {
+                        warn!("cannot match earlier mail to the new leads: {e:#}");
+                    }
                 }
                 Err(e) => warn!("cannot reload leads: {e:#}"),
             },

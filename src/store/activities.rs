@@ -8,7 +8,7 @@ use sqlx::QueryBuilder;
 use sqlx::types::Json;
 
 use super::{Store, Tx, with_pool, with_tx};
-use crate::activity::NewActivity;
+use crate::activity::{ActivityKind, NewActivity};
 
 /// A stored activity, for listings and reports.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -80,8 +80,31 @@ impl Tx {
     /// Records many activities at once (a few statements per hundred rows instead of two per
     /// row). Returns, for each input, its new id or `None` when its natural key existed.
     pub async fn record_activities(&mut self, list: &[NewActivity], now: DateTime<Utc>) -> Result<Vec<Option<i64>>> {
+        // One row per natural key: PostgreSQL refuses to update a row twice in one statement.
+        // A key that comes twice counts once; a reply beats plain received mail.
+        let mut unique: Vec<&NewActivity> = Vec::with_capacity(list.len());
+        let mut position: HashMap<(&str, &str, &str, &str), usize> = HashMap::new();
+        for a in list {
+            let key = (
+                a.rep_id.as_str(),
+                a.dedup_kind(),
+                a.source.as_str(),
+                a.source_id.as_str(),
+            );
+            match position.get(&key) {
+                Some(&i) => {
+                    if unique[i].kind == ActivityKind::EmailReceived && a.kind == ActivityKind::ReplyReceived {
+                        unique[i] = a;
+                    }
+                }
+                None => {
+                    position.insert(key, unique.len());
+                    unique.push(a);
+                }
+            }
+        }
         let mut ids: HashMap<(String, String, String, String), i64> = HashMap::new();
-        for chunk in list.chunks(200) {
+        for chunk in unique.chunks(200) {
             let rows: Vec<(i64, String, String, String, String)> = with_tx!(self, |conn| {
                 let mut qb = QueryBuilder::new(
                     "INSERT INTO activities (rep_id, kind, occurred_at, source, source_id, thread_key, subject,
@@ -104,28 +127,35 @@ impl Tx {
                     // A reply recognised late (its original was logged after it) upgrades the kind.
                     " ON CONFLICT (rep_id, dedup_kind, source, source_id) DO UPDATE SET kind = excluded.kind
                       WHERE activities.kind = 'email_received' AND excluded.kind = 'reply_received'
-                      RETURNING id, rep_id, kind, source, source_id",
+                      RETURNING id, rep_id, dedup_kind, source, source_id",
                 );
                 qb.build_query_as().fetch_all(&mut *conn).await
             })
             .context("recording activities")?;
-            for (id, rep, kind, source, source_id) in rows {
-                ids.insert((rep, kind, source, source_id), id);
+            for (id, rep, dedup_kind, source, source_id) in rows {
+                ids.insert((rep, dedup_kind, source, source_id), id);
             }
         }
         let mut out = Vec::with_capacity(list.len());
         let mut links: Vec<(i64, i64)> = Vec::new();
         for a in list {
+            let natural = (
+                a.rep_id.as_str(),
+                a.dedup_kind(),
+                a.source.as_str(),
+                a.source_id.as_str(),
+            );
             let key = (
-                a.rep_id.clone(),
-                a.kind.as_str().to_owned(),
-                a.source.as_str().to_owned(),
-                a.source_id.clone(),
+                natural.0.to_owned(),
+                natural.1.to_owned(),
+                natural.2.to_owned(),
+                natural.3.to_owned(),
             );
             // A key twice in one call: the first takes the id, the rest are duplicates.
             let id = ids.remove(&key);
             if let Some(id) = id {
-                links.extend(a.lead_ids.iter().map(|l| (id, *l)));
+                let kept = unique[position[&natural]];
+                links.extend(kept.lead_ids.iter().map(|l| (id, *l)));
             }
             out.push(id);
         }

@@ -91,6 +91,23 @@ impl Store {
         .with_context(|| format!("listing the messages seen in {mailbox_id}"))
     }
 
+    /// Messages of a mailbox that were skipped for want of a lead and whose header fields were
+    /// kept: the ones a newly imported lead may turn into activities.
+    pub async fn rematch_candidates(&self, mailbox_id: &str) -> Result<Vec<SeenMail>> {
+        with_pool!(self, |pool| {
+            sqlx::query_as::<_, SeenMail>(
+                "SELECT mailbox_id, folder, item_key, message_id, rep_id, decision, reason, occurred_at, headers
+                 FROM mail_seen WHERE mailbox_id = $1 AND decision = 'skipped' AND headers IS NOT NULL
+                    AND (reason LIKE 'not counted: no lead%' OR reason LIKE 'not counted: a bounce that names no lead%')
+                 ORDER BY occurred_at, item_key",
+            )
+            .bind(mailbox_id)
+            .fetch_all(pool)
+            .await
+        })
+        .with_context(|| format!("listing mail of {mailbox_id} to match again"))
+    }
+
     /// What was decided about a message, in every mailbox and folder it was seen in.
     pub async fn explain_message(&self, message_id: &str) -> Result<Vec<SeenMail>> {
         let id = message_id.trim().trim_start_matches('<').trim_end_matches('>');
@@ -128,7 +145,12 @@ impl Tx {
                         .push_bind(now)
                         .push_bind(&r.headers);
                 });
-                qb.push(" ON CONFLICT (mailbox_id, folder, item_key) DO NOTHING");
+                // A message seen before without a lead may count now (matched again after a lead
+                // import): its skipped record is replaced; a counted one never changes.
+                qb.push(
+                    " ON CONFLICT (mailbox_id, folder, item_key) DO UPDATE SET decision = excluded.decision,
+                        reason = excluded.reason WHERE mail_seen.decision = 'skipped'",
+                );
                 qb.build().execute(&mut *conn).await.map(|_| ())
             })
             .context("recording seen messages")?;
