@@ -2,6 +2,8 @@
 
 mod common;
 
+use common::message;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -62,13 +64,6 @@ async fn env(db: TestDb, bob_password: &str) -> Env {
         config,
         _dir: dir,
     }
-}
-
-fn message(id: &str, from: &str, to: &str, subject: &str, extra: &str) -> Vec<u8> {
-    format!(
-        "Message-ID: <{id}>\r\nFrom: {from}\r\nTo: {to}\r\nSubject: {subject}\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\n{extra}MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nHello there.\r\n"
-    )
-    .into_bytes()
 }
 
 async fn tasks(e: &Env) -> Vec<MailboxTask> {

@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::message;
+
 use common::TestDb;
 use common::dovecot::{Dovecot, HOST, NON_LOCAL_HOST};
 use rapport::config::Config;
@@ -80,13 +82,6 @@ async fn env(db: TestDb, mode: Mode) -> Env {
         config,
         _dir: dir,
     }
-}
-
-fn message(id: &str, from: &str, to: &str, subject: &str, extra: &str) -> Vec<u8> {
-    format!(
-        "Message-ID: <{id}>\r\nFrom: {from}\r\nTo: {to}\r\nSubject: {subject}\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\n{extra}MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nHello there.\r\n"
-    )
-    .into_bytes()
 }
 
 /// Straight into the Maildir: the harness's IMAP client cannot log in to a TLS-only server.

@@ -122,4 +122,12 @@ pub fn test_config(database_url: &str) -> rapport::config::Config {
     )
     .unwrap_or_else(|e| panic!("{e}"))
 }
+/// A small RFC 5322 message for IMAP and Maildir tests.
+pub fn message(id: &str, from: &str, to: &str, subject: &str, extra: &str) -> Vec<u8> {
+    format!(
+        "Message-ID: <{id}>\r\nFrom: {from}\r\nTo: {to}\r\nSubject: {subject}\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\n{extra}MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nHello there.\r\n"
+    )
+    .into_bytes()
+}
+
 pub mod dovecot;

@@ -309,13 +309,7 @@ pub async fn sync_folder(
         }
         None => {
             let since = ingestor.store.now() - chrono::Duration::days(i64::from(cfg.backfill_days));
-            let found = io(
-                "UID SEARCH SINCE",
-                session.uid_search(format!("SINCE {}", since.format("%d-%b-%Y"))),
-            )
-            .await?;
-            let mut v: Vec<u32> = found.into_iter().collect();
-            v.sort_unstable();
+            let v = uids_since(session, since).await?;
             info!(mailbox = %ingestor.mailbox_id, %folder, messages = v.len(), %since, "backfilling");
             v
         }
@@ -542,14 +536,16 @@ pub async fn server_uids(
     since: DateTime<Utc>,
 ) -> Result<(u32, Vec<u32>), SourceError> {
     let mailbox = io(&format!("EXAMINE {folder}"), session.examine(folder)).await?;
-    let found = io(
-        "UID SEARCH SINCE",
-        session.uid_search(format!("SINCE {}", since.format("%d-%b-%Y"))),
-    )
-    .await?;
+    Ok((mailbox.uid_validity.unwrap_or(0), uids_since(session, since).await?))
+}
+
+/// The UIDs of the selected folder's messages received since `since`, ascending.
+async fn uids_since(session: &mut Session, since: DateTime<Utc>) -> Result<Vec<u32>, SourceError> {
+    let query = format!("SINCE {}", since.format("%d-%b-%Y"));
+    let found = io("UID SEARCH SINCE", session.uid_search(query)).await?;
     let mut v: Vec<u32> = found.into_iter().collect();
     v.sort_unstable();
-    Ok((mailbox.uid_validity.unwrap_or(0), v))
+    Ok(v)
 }
 
 #[cfg(test)]
