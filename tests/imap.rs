@@ -71,14 +71,7 @@ async fn tasks(e: &Env) -> Vec<MailboxTask> {
 }
 
 async fn count(e: &Env, kind: &str) -> i64 {
-    e.db.store
-        .count_by_rep_and_kind(None, None)
-        .await
-        .unwrap()
-        .iter()
-        .filter(|c| c.kind == kind)
-        .map(|c| c.count)
-        .sum()
+    common::count_kind(&e.db.store, kind).await
 }
 
 /// Sent mail to a lead, the lead's reply, a newsletter, a colleague's note.

@@ -111,14 +111,7 @@ async fn tasks(e: &Env) -> Vec<MailboxTask> {
 }
 
 async fn count(e: &Env, kind: &str) -> i64 {
-    e.db.store
-        .count_by_rep_and_kind(None, None)
-        .await
-        .unwrap()
-        .iter()
-        .filter(|c| c.kind == kind)
-        .map(|c| c.count)
-        .sum()
+    common::count_kind(&e.db.store, kind).await
 }
 
 async fn total(e: &Env) -> i64 {

@@ -34,45 +34,13 @@ pub struct KindCount {
 
 impl Tx {
     /// Records an activity unless its natural key is already stored. Returns the new id, or
-    /// `None` when it was a duplicate.
+    /// `None` when it was a duplicate (see [`Tx::record_activities`]).
     pub async fn record_activity(&mut self, a: &NewActivity, now: DateTime<Utc>) -> Result<Option<i64>> {
-        with_tx!(self, |conn| {
-            let id: Option<i64> = sqlx::query_scalar(
-                "INSERT INTO activities (rep_id, kind, occurred_at, source, source_id, thread_key, subject,
-                    direction, details, created_at, dedup_kind)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-                 ON CONFLICT (rep_id, dedup_kind, source, source_id) DO UPDATE SET kind = excluded.kind
-                 WHERE activities.kind = 'email_received' AND excluded.kind = 'reply_received'
-                 RETURNING id",
-            )
-            .bind(&a.rep_id)
-            .bind(a.kind.as_str())
-            .bind(a.occurred_at)
-            .bind(a.source.as_str())
-            .bind(&a.source_id)
-            .bind(&a.thread_key)
-            .bind(&a.subject)
-            .bind(a.direction.as_str())
-            .bind(Json(&a.details))
-            .bind(now)
-            .bind(a.dedup_kind())
-            .fetch_optional(&mut *conn)
-            .await?;
-            if let Some(id) = id {
-                for lead in &a.lead_ids {
-                    sqlx::query(
-                        "INSERT INTO activity_leads (activity_id, lead_id) VALUES ($1, $2)
-                         ON CONFLICT DO NOTHING",
-                    )
-                    .bind(id)
-                    .bind(lead)
-                    .execute(&mut *conn)
-                    .await?;
-                }
-            }
-            Ok::<_, sqlx::Error>(id)
-        })
-        .with_context(|| format!("recording {} activity {}", a.kind, a.source_id))
+        Ok(self
+            .record_activities(std::slice::from_ref(a), now)
+            .await?
+            .pop()
+            .flatten())
     }
 }
 

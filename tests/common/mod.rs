@@ -130,4 +130,16 @@ pub fn message(id: &str, from: &str, to: &str, subject: &str, extra: &str) -> Ve
     .into_bytes()
 }
 
+/// How many activities of `kind` the store holds, all reps together.
+pub async fn count_kind(store: &Store, kind: &str) -> i64 {
+    store
+        .count_by_rep_and_kind(None, None)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|c| c.kind == kind)
+        .map(|c| c.count)
+        .sum()
+}
+
 pub mod dovecot;
