@@ -60,8 +60,11 @@ impl Store {
         for chunk in ids.chunks(500) {
             let rows: Vec<String> = with_pool!(self, |pool| {
                 let mut qb = QueryBuilder::new(
-                    "SELECT source_id FROM activities WHERE direction = 'outbound' AND source IN ('mail', 'sequence')
-                     AND rep_id = ",
+                    // Every column of the natural key's index (rep_id, dedup_kind, source, source_id) is
+                    // constrained, so the lookup does not scan the rep's whole history. Mail sent by
+                    // hand has dedup_kind 'message', mail sent by a sequence 'email_sent'.
+                    "SELECT source_id FROM activities WHERE direction = 'outbound'
+                     AND dedup_kind IN ('message', 'email_sent') AND source IN ('mail', 'sequence') AND rep_id = ",
                 );
                 qb.push_bind(rep_id).push(" AND source_id IN (");
                 let mut sep = qb.separated(", ");
