@@ -3,8 +3,10 @@
 //! run (APPEND → untagged EXISTS). Run with `scripts/bench idle_latency` (as root: the harness
 //! starts Dovecot).
 
-#[path = "../tests/common/dovecot.rs"]
-mod dovecot;
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::dovecot;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -3,8 +3,10 @@
 //! bare async-imap IDLE sessions (the baseline, measured first in the same run). Run with
 //! `scripts/bench idle_mailboxes` (as root: the harness starts Dovecot).
 
-#[path = "../tests/common/dovecot.rs"]
-mod dovecot;
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::dovecot;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,6 +2,9 @@
 //! same run: SQLite — a plain multi-row INSERT of the same rows in one transaction;
 //! PostgreSQL — COPY of the same rows. Run with `scripts/bench lead_import`.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Instant;
@@ -125,27 +128,7 @@ async fn main() {
     let sqlite_url = format!("sqlite://{}", dir.path().join("bench.db").display());
     bench("SQLite", &sqlite_url, &csv).await;
 
-    let admin = std::env::var("RAPPORT_TEST_PG_URL").expect("RAPPORT_TEST_PG_URL (scripts/bench sets it)");
-    let schema = format!("bench_{}", std::process::id());
-    {
-        use sqlx::Connection;
-        let mut c = sqlx::PgConnection::connect(&admin).await.unwrap();
-        sqlx::query(&format!("CREATE SCHEMA {schema}"))
-            .execute(&mut c)
-            .await
-            .unwrap();
-    }
-    let sep = if admin.contains('?') { '&' } else { '?' };
-    bench(
-        "PostgreSQL",
-        &format!("{admin}{sep}options=-c%20search_path%3D{schema}"),
-        &csv,
-    )
-    .await;
-    use sqlx::Connection;
-    let mut c = sqlx::PgConnection::connect(&admin).await.unwrap();
-    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-        .execute(&mut c)
-        .await
-        .unwrap();
+    // A schema of its own on the server scripts/bench found or started; leftovers are dropped
+    // by the next scripts/test or scripts/bench run.
+    bench("PostgreSQL", &common::pg_schema_url().await, &csv).await;
 }

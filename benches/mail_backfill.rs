@@ -6,8 +6,10 @@
 //! right before each Rapport run. Run with `scripts/bench mail_backfill` (as root: the harness
 //! starts Dovecot).
 
-#[path = "../tests/common/dovecot.rs"]
-mod dovecot;
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::dovecot;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -122,25 +124,9 @@ async fn main() {
     let r = rapport_backfill(&sqlite_url, d.port(), &pw).await;
     println!("| SQLite | {raw:.0} msgs/s | {r:.0} msgs/s | {:.2} |", r / raw);
 
-    let admin = std::env::var("RAPPORT_TEST_PG_URL").expect("RAPPORT_TEST_PG_URL (scripts/bench sets it)");
-    let schema = format!("bench_mail_{}", std::process::id());
-    {
-        use sqlx::Connection;
-        let mut c = sqlx::PgConnection::connect(&admin).await.unwrap();
-        sqlx::query(&format!("CREATE SCHEMA {schema}"))
-            .execute(&mut c)
-            .await
-            .unwrap();
-    }
-    let sep = if admin.contains('?') { '&' } else { '?' };
-    let pg_url = format!("{admin}{sep}options=-c%20search_path%3D{schema}");
+    // A schema of its own; leftovers are dropped by the next scripts/test or scripts/bench run.
+    let pg_url = common::pg_schema_url().await;
     let raw = raw_fetch(&cfg).await;
     let r = rapport_backfill(&pg_url, d.port(), &pw).await;
     println!("| PostgreSQL | {raw:.0} msgs/s | {r:.0} msgs/s | {:.2} |", r / raw);
-    use sqlx::Connection;
-    let mut c = sqlx::PgConnection::connect(&admin).await.unwrap();
-    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-        .execute(&mut c)
-        .await
-        .unwrap();
 }

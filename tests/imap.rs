@@ -27,20 +27,14 @@ async fn env(db: TestDb, bob_password: &str) -> Env {
     std::fs::write(dir.path().join("alice.pw"), "alice-pw\n").unwrap();
     std::fs::write(dir.path().join("bob.pw"), format!("{bob_password}\n")).unwrap();
     let port = dovecot.port();
-    let yaml = common::config_yaml(
-        &db.url,
+    let config = common::imap_config(
+        &db,
+        dir.path(),
         &format!(
             "    mailboxes: [bob-imap]\nmailboxes:\n  - id: alice-imap\n    kind: imap\n    host: 127.0.0.1\n    port: {port}\n    tls: none\n    username: alice\n    password_file: alice.pw\n    poll_interval: 1h\n  - id: bob-imap\n    kind: imap\n    host: 127.0.0.1\n    port: {port}\n    tls: none\n    username: bob\n    password_file: bob.pw\n"
         ),
     )
-    .replace(
-        "    time_zone: Europe/Stockholm\n",
-        "    time_zone: Europe/Stockholm\n    mailboxes: [alice-imap]\n",
-    );
-    let path = dir.path().join("rapport.yaml");
-    std::fs::write(&path, &yaml).unwrap();
-    let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
-    db.store.sync_reps(&config).await.unwrap();
+    .await;
     let lead = |email: &str| NewLead {
         email: email.into(),
         name: None,

@@ -46,20 +46,14 @@ async fn env(db: TestDb, mode: Mode) -> Env {
         // Not 127.0.0.1: Dovecot allows plaintext logins on connections it thinks are local.
         Mode::Plain => (NON_LOCAL_HOST, "none", dovecot.port(), ""),
     };
-    let yaml = common::config_yaml(
-        &db.url,
+    let config = common::imap_config(
+        &db,
+        dir.path(),
         &format!(
             "mailboxes:\n  - id: alice-imap\n    kind: imap\n    host: {host}\n    port: {port}\n    tls: {tls}\n{ca_file}    username: alice\n    password_file: alice.pw\n    poll_interval: 1h\n"
         ),
     )
-    .replace(
-        "    time_zone: Europe/Stockholm\n",
-        "    time_zone: Europe/Stockholm\n    mailboxes: [alice-imap]\n",
-    );
-    let path = dir.path().join("rapport.yaml");
-    std::fs::write(&path, &yaml).unwrap();
-    let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
-    db.store.sync_reps(&config).await.unwrap();
+    .await;
     db.store
         .upsert_leads(
             &[NewLead {

@@ -354,6 +354,21 @@ fn read_address(doc: &Doc, node: &Node) -> Option<String> {
     }
 }
 
+/// A list of email addresses, each normalized; every bad one is reported.
+fn read_addresses(m: &MapReader<'_>, key: &'static str) -> Vec<String> {
+    let doc = m.doc();
+    match m.get(key) {
+        Some(n) => match &n.value {
+            yaml::Value::Seq(items) => items.iter().filter_map(|i| read_address(doc, i)).collect(),
+            _ => {
+                doc.error(n, format!("`{key}` must be a list of addresses"));
+                Vec::new()
+            }
+        },
+        None => Vec::new(),
+    }
+}
+
 fn read_domains(m: &MapReader<'_>, key: &'static str) -> Vec<String> {
     let Some(list) = m.get(key) else { return Vec::new() };
     let doc = m.doc();
@@ -553,16 +568,7 @@ fn read_matching(doc: &Doc, node: &Node) -> Option<MatchingConfig> {
 fn read_privacy(doc: &Doc, node: &Node) -> Option<PrivacyConfig> {
     let m = doc.map(node, "`privacy`")?;
     let store_subjects = m.or("store_subjects", true);
-    let exclude_addresses = match m.get("exclude_addresses") {
-        Some(n) => match &n.value {
-            yaml::Value::Seq(items) => items.iter().filter_map(|i| read_address(doc, i)).collect(),
-            _ => {
-                doc.error(n, "`exclude_addresses` must be a list of addresses");
-                Vec::new()
-            }
-        },
-        None => Vec::new(),
-    };
+    let exclude_addresses = read_addresses(&m, "exclude_addresses");
     let exclude_domains = read_domains(&m, "exclude_domains");
     m.finish();
     Some(PrivacyConfig {
@@ -583,16 +589,7 @@ fn read_rep(doc: &Doc, node: &Node) -> Option<RepConfig> {
             None
         }
     };
-    let aliases: Vec<String> = match m.get("aliases") {
-        Some(n) => match &n.value {
-            yaml::Value::Seq(items) => items.iter().filter_map(|i| read_address(doc, i)).collect(),
-            _ => {
-                doc.error(n, "`aliases` must be a list of addresses");
-                Vec::new()
-            }
-        },
-        None => Vec::new(),
-    };
+    let aliases = read_addresses(&m, "aliases");
     let time_zone: Tz = m.opt("time_zone").unwrap_or(Tz::UTC);
     let mailboxes: Vec<String> = m.opt("mailboxes").unwrap_or_default();
     let calendars: Vec<String> = m.opt("calendars").unwrap_or_default();

@@ -115,6 +115,20 @@ pub fn config_yaml(database_url: &str, extra: &str) -> String {
     )
 }
 
+/// Writes a config into `dir` where alice owns `alice-imap` and `extra` (appended after bob's
+/// entry) defines the mailboxes; loads it and stores its reps.
+pub async fn imap_config(db: &TestDb, dir: &std::path::Path, extra: &str) -> rapport::config::Config {
+    let yaml = config_yaml(&db.url, extra).replace(
+        "    time_zone: Europe/Stockholm\n",
+        "    time_zone: Europe/Stockholm\n    mailboxes: [alice-imap]\n",
+    );
+    let path = dir.join("rapport.yaml");
+    std::fs::write(&path, &yaml).unwrap();
+    let config = rapport::config::Config::load(&path).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    db.store.sync_reps(&config).await.unwrap();
+    config
+}
+
 pub fn test_config(database_url: &str) -> rapport::config::Config {
     rapport::config::Config::from_str(
         std::path::Path::new("/tmp/rapport-test.yaml"),
