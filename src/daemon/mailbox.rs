@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use super::Supervised;
 use crate::config::{MailboxConfig, MailboxSource};
 use crate::sources::mail::{IngestStats, Ingestor, imap, maildir};
 use crate::sources::{Backoff, SourceError};
@@ -46,6 +47,10 @@ impl MailboxTask {
 
     /// Runs until `cancel` fires or authentication fails.
     pub async fn run(self, cancel: CancellationToken) {
+        self.serve(cancel).await
+    }
+
+    async fn serve(&self, cancel: CancellationToken) {
         let id = self.config.id.clone();
         self.report(HealthState::Starting, None).await;
         let mut backoff = Backoff::default();
@@ -91,5 +96,15 @@ impl MailboxTask {
             },
             MailboxSource::Imap(imap) => imap::watch(imap, &self.ingestor).await,
         }
+    }
+}
+
+impl Supervised for MailboxTask {
+    fn name(&self) -> String {
+        format!("mailbox {}", self.config.id)
+    }
+
+    fn run(self: Arc<Self>, cancel: CancellationToken) -> futures_util::future::BoxFuture<'static, ()> {
+        Box::pin(async move { self.serve(cancel).await })
     }
 }

@@ -140,7 +140,7 @@ pub async fn run(
     let cancel = CancellationToken::new();
     let mut supervisor = Supervisor::default();
     for t in tasks {
-        supervisor.start(t, &cancel);
+        supervisor.start(Arc::new(t), &cancel);
     }
     let refresher = tokio::spawn(refresh_index(
         config.clone(),
@@ -191,41 +191,47 @@ async fn refresh_index(config: Config, store: Store, rules: Arc<MatchRules>, can
     }
 }
 
-/// Restarts source tasks that die unexpectedly (a panic), with backoff, and stops them all
-/// within a deadline on shutdown.
+/// A long-running loop the daemon supervises: a mailbox, a calendar, the sequence sender, the
+/// HTTP listener. `run` returns when `cancel` fires or when the task gives up for good (an
+/// authentication failure); a panic restarts it with backoff.
+pub trait Supervised: Send + Sync + 'static {
+    /// Names the task in logs, e.g. `mailbox alice-imap`.
+    fn name(&self) -> String;
+    /// Runs until `cancel` fires or the task stops for good.
+    fn run(self: Arc<Self>, cancel: CancellationToken) -> futures_util::future::BoxFuture<'static, ()>;
+}
+
+/// Restarts tasks that die unexpectedly (a panic), with backoff, and stops them all within a
+/// deadline on shutdown.
 #[derive(Default)]
-struct Supervisor {
+pub struct Supervisor {
     set: JoinSet<()>,
-    running: HashMap<tokio::task::Id, (String, MailboxTask)>,
+    running: HashMap<tokio::task::Id, Arc<dyn Supervised>>,
     backoff: HashMap<String, Backoff>,
 }
 
 impl Supervisor {
-    fn start(&mut self, task: MailboxTask, cancel: &CancellationToken) {
-        let copy = MailboxTask {
-            config: task.config.clone(),
-            ingestor: task.ingestor.clone(),
-        };
-        let id = task.config.id.clone();
-        let handle = self.set.spawn(task.run(cancel.child_token()));
-        self.running.insert(handle.id(), (id, copy));
+    pub fn start(&mut self, task: Arc<dyn Supervised>, cancel: &CancellationToken) {
+        let handle = self.set.spawn(task.clone().run(cancel.child_token()));
+        self.running.insert(handle.id(), task);
     }
 
     /// Waits for tasks to end; restarts the ones that panicked. Returns when none is left.
-    async fn supervise(&mut self, cancel: &CancellationToken) {
+    pub async fn supervise(&mut self, cancel: &CancellationToken) {
         while let Some(done) = self.set.join_next_with_id().await {
             let (task_id, panicked) = match done {
                 Ok((id, ())) => (id, false),
                 Err(e) => (e.id(), e.is_panic()),
             };
-            let Some((name, task)) = self.running.remove(&task_id) else {
+            let Some(task) = self.running.remove(&task_id) else {
                 continue;
             };
             if !panicked || cancel.is_cancelled() {
                 continue;
             }
+            let name = task.name();
             let delay = self.backoff.entry(name.clone()).or_default().next_delay();
-            error!(mailbox = %name, restart_in = ?delay, "mailbox task panicked; restarting");
+            error!(task = %name, restart_in = ?delay, "task panicked; restarting");
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = tokio::time::sleep(delay) => {}
@@ -236,10 +242,12 @@ impl Supervisor {
         cancel.cancelled().await;
     }
 
-    async fn stop(&mut self, deadline: Duration) {
+    /// Waits up to `deadline` for every task to finish after cancellation, then aborts the rest
+    /// and names them.
+    pub async fn stop(&mut self, deadline: Duration) {
         let all_done = async { while self.set.join_next().await.is_some() {} };
         if tokio::time::timeout(deadline, all_done).await.is_err() {
-            let names: Vec<&str> = self.running.values().map(|(n, _)| n.as_str()).collect();
+            let names: Vec<String> = self.running.values().map(|t| t.name()).collect();
             warn!(still_running = ?names, "shutdown deadline passed; abandoning these tasks");
             self.set.abort_all();
         }
