@@ -67,6 +67,9 @@ pub enum Command {
         #[arg(long)]
         mailbox: Option<String>,
     },
+    /// Check the config, the database, every server's reachability, TLS and login, and the
+    /// clock: one verdict per line; exits 1 when a check fails.
+    Doctor,
 }
 
 #[derive(Debug, Args)]
@@ -244,6 +247,19 @@ pub async fn execute(cli: Cli) -> Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
+        Command::Doctor => {
+            let report = crate::doctor::run(&cli.config, clock::system()).await;
+            for check in &report.checks {
+                println!("{check}");
+            }
+            Ok(if report.failed() {
+                println!("verdict: FAIL");
+                ExitCode::FAILURE
+            } else {
+                println!("verdict: ok");
+                ExitCode::SUCCESS
+            })
+        }
         Command::Run(args) => {
             let config = load_config(&cli.config)?;
             let options = daemon::RunOptions { once: args.once };
@@ -260,10 +276,19 @@ pub fn init_logging(format: LogFormat) {
     let filter = std::env::var("RAPPORT_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "info".into());
-    let filter =
+    let mut filter =
         tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // At debug level these libraries log the protocol itself: lettre every SMTP line (AUTH
+    // with the password, DATA with the body), async-imap (through `log`) LOGIN lines. Whatever
+    // RAPPORT_LOG asks, they log warnings only.
+    for quiet in ["lettre=warn", "async_imap=warn"] {
+        if let Ok(d) = quiet.parse() {
+            filter = filter.add_directive(d);
+        }
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

@@ -13,7 +13,9 @@
 //! | [`activity`] | The activity vocabulary: kinds, directions, sources. |
 //! | [`store`]    | SQLite or PostgreSQL via sqlx: leads, activities (exactly once), cursors, health. |
 //! | [`report`]   | Counts and summaries read from the store. |
+//! | [`oauth`]    | OAuth2 access tokens for XOAUTH2 (Google, Microsoft 365, generic), `rapport auth`. |
 //! | [`daemon`]   | Wiring and supervision only: open the store, start sources, stop cleanly. |
+//! | [`doctor`]   | `rapport doctor`: config, database, servers, TLS, logins, clock, one verdict each. |
 //! | [`cli`]      | The `rapport` command line. |
 //! | [`clock`]    | Injected time. |
 #![forbid(unsafe_code)]
@@ -24,8 +26,10 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod doctor;
 pub mod leads;
 pub mod matcher;
+pub mod oauth;
 pub mod report;
 pub mod sources;
 pub mod store;

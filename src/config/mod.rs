@@ -6,6 +6,7 @@
 //! as [`Diagnostics`], each with file, line, column and a hint.
 
 pub mod diagnostic;
+pub mod oauth;
 pub mod secret;
 pub mod yaml;
 
@@ -17,6 +18,7 @@ use std::time::Duration;
 use chrono_tz::Tz;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Pos};
+pub use oauth::{OAuthConfig, OAuthProviderKind};
 pub use secret::{Secret, SecretSource};
 use yaml::{Doc, FromYaml, MapReader, Node, did_you_mean_hint, resolve_path};
 
@@ -156,6 +158,8 @@ pub enum ImapAuth {
     Password(SecretSource),
     /// OAuth2 bearer token (XOAUTH2 SASL), e.g. Gmail and Microsoft 365.
     XOAuth2(SecretSource),
+    /// XOAUTH2 with access tokens Rapport obtains and refreshes itself (`rapport auth`).
+    OAuth2(Box<OAuthConfig>),
 }
 
 #[derive(Debug, Clone)]
@@ -284,6 +288,7 @@ fn read_secret(m: &MapReader<'_>, prefix: &'static str, required: bool) -> Optio
         "password" => ("password_file", "password_env", "password_credential"),
         "token" => ("token_file", "token_env", "token_credential"),
         "api_token" => ("api_token_file", "api_token_env", "api_token_credential"),
+        "client_secret" => ("client_secret_file", "client_secret_env", "client_secret_credential"),
         other => unreachable!("no secret keys for {other}"),
     };
     let doc = m.doc();
@@ -628,7 +633,7 @@ fn read_mailbox(doc: &Doc, node: &Node) -> Option<MailboxConfig> {
     let m = doc.map(node, "a mailbox")?;
     let id = read_id(&m, "mailbox");
     let source = match read_kind(&m, &["imap", "maildir"]) {
-        Some("imap") => read_imap(&m),
+        Some("imap") => read_imap(&m, id.as_deref().unwrap_or_default()),
         Some("maildir") => {
             let path: Option<PathBuf> = m.req("path");
             let poll_interval = m.or("poll_interval", Duration::from_secs(60));
@@ -648,7 +653,7 @@ fn read_mailbox(doc: &Doc, node: &Node) -> Option<MailboxConfig> {
     })
 }
 
-fn read_imap(m: &MapReader<'_>) -> Option<MailboxSource> {
+fn read_imap(m: &MapReader<'_>, mailbox_id: &str) -> Option<MailboxSource> {
     let doc = m.doc();
     let host: Option<String> = m.req("host");
     let tls = match m.get("tls") {
@@ -675,9 +680,20 @@ fn read_imap(m: &MapReader<'_>) -> Option<MailboxSource> {
     let auth = match auth_kind.as_str() {
         "password" => read_secret(m, "password", true).map(ImapAuth::Password),
         "xoauth2" => read_secret(m, "token", true).map(ImapAuth::XOAuth2),
+        "oauth2" => match m.get("oauth") {
+            Some(n) => oauth::read_oauth(doc, n, mailbox_id).map(|o| ImapAuth::OAuth2(Box::new(o))),
+            None => {
+                doc.error_hint(
+                    m.node(),
+                    "`auth: oauth2` needs an `oauth:` block",
+                    "give at least `provider` and `client_id` (see config/rapport.example.yaml)",
+                );
+                None
+            }
+        },
         other => {
             if let Some(n) = auth_node {
-                doc.error_hint(n, format!("unknown auth `{other}`"), "use password or xoauth2");
+                doc.error_hint(n, format!("unknown auth `{other}`"), "use password, xoauth2 or oauth2");
             }
             None
         }

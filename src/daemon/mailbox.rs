@@ -56,10 +56,12 @@ impl MailboxTask {
         let mut backoff = Backoff::default();
         loop {
             let started = std::time::Instant::now();
-            let result = tokio::select! {
-                _ = cancel.cancelled() => break,
-                r = self.watch() => r,
-            };
+            if cancel.is_cancelled() {
+                break;
+            }
+            // The source stops by itself when `cancel` fires, after storing the batch in hand
+            // and its cursor; the supervisor aborts it if that takes longer than the deadline.
+            let result = self.watch(&cancel).await;
             let delay = match result {
                 Ok(()) => break,
                 Err(SourceError::Auth(msg)) => {
@@ -86,15 +88,24 @@ impl MailboxTask {
         info!(mailbox = %id, "mailbox task stopped");
     }
 
-    /// Syncs, then keeps syncing whenever news may have arrived. Returns only on error.
-    async fn watch(&self) -> Result<(), SourceError> {
+    /// Syncs, then keeps syncing whenever news may have arrived. Returns `Ok` when `cancel`
+    /// fires, an error otherwise.
+    async fn watch(&self, cancel: &CancellationToken) -> Result<(), SourceError> {
         match &self.config.source {
             MailboxSource::Maildir(m) => loop {
-                let stats = maildir::sync_once(&m.path, &self.ingestor).await?;
+                // A Maildir batch is local work: cancelling drops it unstored (its transaction
+                // rolls back) and the next start reads it again.
+                let stats = tokio::select! {
+                    _ = cancel.cancelled() => return Ok(()),
+                    r = maildir::sync_once(&m.path, &self.ingestor) => r?,
+                };
                 self.ingestor.synced("maildir", &stats).await;
-                tokio::time::sleep(m.poll_interval).await;
+                tokio::select! {
+                    _ = cancel.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(m.poll_interval) => {}
+                }
             },
-            MailboxSource::Imap(imap) => imap::watch(imap, &self.ingestor).await,
+            MailboxSource::Imap(imap) => imap::watch(imap, &self.ingestor, cancel).await,
         }
     }
 }

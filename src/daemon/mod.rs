@@ -2,25 +2,28 @@
 //! one task per mailbox, stop cleanly within the shutdown deadline. No business logic here.
 
 mod mailbox;
+pub mod notify;
+pub mod reload;
+mod supervisor;
 
-use std::collections::HashMap;
 use std::fmt::Write;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use tokio::task::JoinSet;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 pub use mailbox::MailboxTask;
+pub use reload::{ReloadOutcome, Reloader};
+pub use supervisor::{Beat, HEARTBEAT_EVERY, Heartbeats, Supervised, Supervisor};
 
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::leads;
 use crate::report;
-use crate::sources::Backoff;
 use crate::sources::mail::{FetchedMail, Ingestor, MailHeaders, MatchRules};
 use crate::store::Store;
 
@@ -109,6 +112,8 @@ pub async fn run(
     options: RunOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
+    // SIGHUP's default action ends the process: listen before anything can send one.
+    let mut hangups = reload::Hangups::register();
     let store = prepare_store(&config, clock).await?;
     import_lead_files(&config, &store).await?;
     rematch_seen_mail(&config, &store).await?;
@@ -142,31 +147,49 @@ pub async fn run(
     for t in tasks {
         supervisor.start(Arc::new(t), &cancel);
     }
+    let mut reloader = Reloader::new(config.clone(), store.clone(), rules);
     let refresher = tokio::spawn(refresh_index(
-        config.clone(),
+        reloader.config(),
         store.clone(),
-        rules,
+        reloader.rules(),
         cancel.child_token(),
     ));
+    let watchdog = tokio::spawn(notify::watchdog(supervisor.heartbeats(), cancel.child_token()));
     info!(
         reps = config.reps.len(),
         mailboxes = config.mailboxes.len(),
         "rapport is running"
     );
-    tokio::select! {
-        _ = shutdown => {}
-        _ = supervisor.supervise(&cancel) => {}
+    notify::ready(&format!("running: {} mailboxes", config.mailboxes.len()));
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = hangups.recv() => {
+                reloader.reload(&mut supervisor, &cancel).await;
+            }
+            _ = supervisor.next_exit(&cancel) => {}
+        }
     }
-    info!("shutting down");
+    let deadline = reloader.config().shutdown_timeout;
+    info!(deadline = ?deadline, "shutting down: finishing the work in hand");
+    notify::stopping();
     cancel.cancel();
-    supervisor.stop(config.shutdown_timeout).await;
+    supervisor.stop(deadline).await;
     let _ = refresher.await;
+    let _ = watchdog.await;
     store.close().await;
+    info!("stopped");
     Ok(())
 }
 
 /// Reloads the lead index when leads change outside this process (an import from the CLI).
-async fn refresh_index(config: Config, store: Store, rules: Arc<MatchRules>, cancel: CancellationToken) {
+async fn refresh_index(
+    config: Arc<Config>,
+    store: Store,
+    rules: watch::Receiver<Arc<MatchRules>>,
+    cancel: CancellationToken,
+) {
     let mut last = store.leads_version().await.ok();
     loop {
         tokio::select! {
@@ -177,7 +200,8 @@ async fn refresh_index(config: Config, store: Store, rules: Arc<MatchRules>, can
             Ok(v) if Some(&v) != last.as_ref() => match store.load_lead_index().await {
                 Ok(index) => {
                     info!(leads = index.lead_count(), "lead index reloaded");
-                    *rules.index.write().await = index;
+                    let current = rules.borrow().clone();
+                    *current.index.write().await = index;
                     last = Some(v);
                     if let Err(e) = rematch_seen_mail(&config, &store).await {
                         warn!("cannot match earlier mail to the new leads: {e:#}");
@@ -191,89 +215,38 @@ async fn refresh_index(config: Config, store: Store, rules: Arc<MatchRules>, can
     }
 }
 
-/// A long-running loop the daemon supervises: a mailbox, a calendar, the sequence sender, the
-/// HTTP listener. `run` returns when `cancel` fires or when the task gives up for good (an
-/// authentication failure); a panic restarts it with backoff.
-pub trait Supervised: Send + Sync + 'static {
-    /// Names the task in logs, e.g. `mailbox alice-imap`.
-    fn name(&self) -> String;
-    /// Runs until `cancel` fires or the task stops for good.
-    fn run(self: Arc<Self>, cancel: CancellationToken) -> futures_util::future::BoxFuture<'static, ()>;
-}
-
-/// Restarts tasks that die unexpectedly (a panic), with backoff, and stops them all within a
-/// deadline on shutdown.
-#[derive(Default)]
-pub struct Supervisor {
-    set: JoinSet<()>,
-    running: HashMap<tokio::task::Id, Arc<dyn Supervised>>,
-    backoff: HashMap<String, Backoff>,
-}
-
-impl Supervisor {
-    pub fn start(&mut self, task: Arc<dyn Supervised>, cancel: &CancellationToken) {
-        let handle = self.set.spawn(task.clone().run(cancel.child_token()));
-        self.running.insert(handle.id(), task);
-    }
-
-    /// Waits for tasks to end; restarts the ones that panicked. Returns when none is left.
-    pub async fn supervise(&mut self, cancel: &CancellationToken) {
-        while let Some(done) = self.set.join_next_with_id().await {
-            let (task_id, panicked) = match done {
-                Ok((id, ())) => (id, false),
-                Err(e) => (e.id(), e.is_panic()),
-            };
-            let Some(task) = self.running.remove(&task_id) else {
-                continue;
-            };
-            if !panicked || cancel.is_cancelled() {
-                continue;
-            }
-            let name = task.name();
-            let delay = self.backoff.entry(name.clone()).or_default().next_delay();
-            error!(task = %name, restart_in = ?delay, "task panicked; restarting");
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = tokio::time::sleep(delay) => {}
-            }
-            self.start(task, cancel);
-        }
-        // Every task ended (all stopped for authentication, or none configured): idle until shutdown.
-        cancel.cancelled().await;
-    }
-
-    /// Waits up to `deadline` for every task to finish after cancellation, then aborts the rest
-    /// and names them.
-    pub async fn stop(&mut self, deadline: Duration) {
-        let all_done = async { while self.set.join_next().await.is_some() {} };
-        if tokio::time::timeout(deadline, all_done).await.is_err() {
-            let names: Vec<String> = self.running.values().map(|t| t.name()).collect();
-            warn!(still_running = ?names, "shutdown deadline passed; abandoning these tasks");
-            self.set.abort_all();
-        }
-    }
-}
-
-/// Completes on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Completes on SIGTERM or SIGINT. The handlers are installed when this is called, not when the
+/// future is first polled, so a signal that arrives while the daemon starts is not lost (nor
+/// does it kill the process by the default action).
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
+        use tokio::signal::unix::{SignalKind, signal};
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
                 }
-            }
-            Err(e) => {
-                warn!("cannot listen for SIGTERM ({e}); only Ctrl-C stops the daemon");
-                let _ = ctrl_c.await;
+                (term, int) => {
+                    warn!(
+                        "cannot listen for SIGTERM/SIGINT ({:?}, {:?}); only Ctrl-C stops the daemon",
+                        term.err(),
+                        int.err()
+                    );
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// The text of `rapport status`.
@@ -312,11 +285,21 @@ pub async fn status_text(store: &Store, config: &Config) -> Result<String> {
                     .last_success_at
                     .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
                     .unwrap_or_else(|| "never".into());
-                let _ = write!(out, "  {id:<20} {kind:<8} {:<12} last sync {last}", h.state);
+                let lag = h
+                    .last_success_at
+                    .map(|t| format_lag(store.now() - t))
+                    .unwrap_or_else(|| "-".into());
+                let _ = write!(out, "  {id:<20} {kind:<8} {:<12} last sync {last} (lag {lag})", h.state);
                 if h.state != "ok"
                     && let Some(e) = &h.last_error
                 {
                     let _ = write!(out, "  error: {e}");
+                }
+                if h.state == crate::store::HealthState::AuthFailed.as_str() {
+                    let _ = write!(
+                        out,
+                        "  -> fix the credentials, then `systemctl reload rapport` (or restart it)"
+                    );
                 }
                 let _ = writeln!(out);
             }
@@ -329,4 +312,15 @@ pub async fn status_text(store: &Store, config: &Config) -> Result<String> {
     let _ = writeln!(out, "\nactivities by rep:");
     out.push_str(&report::summary_table(config, &activity));
     Ok(out)
+}
+
+/// A lag as `42s`, `5m`, `3h 20m` or `2d 4h`.
+pub fn format_lag(d: chrono::Duration) -> String {
+    let s = d.num_seconds().max(0);
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86400 => format!("{}h {}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d {}h", s / 86400, s % 86400 / 3600),
+    }
 }

@@ -11,6 +11,7 @@ mod cursors;
 mod health;
 mod leads;
 mod mail;
+mod ops;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -18,11 +18,13 @@ use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::headers::FETCHED_FIELDS;
 use super::{FetchedMail, IngestStats, Ingestor, MailHeaders};
 use crate::config::{ImapAuth, ImapConfig, TlsMode};
+use crate::oauth::{OAuthError, TokenSource};
 use crate::sources::SourceError;
 use crate::store::SyncCursor;
 
@@ -33,47 +35,80 @@ const IO_TIMEOUT: Duration = Duration::from_secs(120);
 /// IDLE must be re-issued before the 29-minute limit of RFC 2177.
 const MAX_IDLE: Duration = Duration::from_secs(25 * 60);
 
-/// The connection under the IMAP session: plain TCP or TLS.
-pub enum Conn {
+/// The connection under the IMAP session: plain TCP or TLS, and whether the server has closed it.
+///
+/// async-imap ends a command's response stream quietly when the connection reaches end of file
+/// before the tagged completion: a `UID SEARCH` then returns the UIDs read so far (often none) as
+/// if the search had succeeded. The EOF is recorded here so that every command whose answer moves
+/// a cursor can tell a complete answer from a cut-off one (see [`check_open`]).
+pub struct Conn {
+    stream: Stream,
+    closed: bool,
+}
+
+enum Stream {
     Plain(TcpStream),
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
+impl Conn {
+    fn plain(tcp: TcpStream) -> Conn {
+        Conn {
+            stream: Stream::Plain(tcp),
+            closed: false,
+        }
+    }
+
+    /// True once a read has hit end of file: the server closed the connection.
+    pub fn closed(&self) -> bool {
+        self.closed
+    }
+}
+
 impl fmt::Debug for Conn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Conn::Plain(_) => "Conn::Plain",
-            Conn::Tls(_) => "Conn::Tls",
+        f.write_str(match self.stream {
+            Stream::Plain(_) => "Conn::Plain",
+            Stream::Tls(_) => "Conn::Tls",
         })
     }
 }
 
 impl AsyncRead for Conn {
     fn poll_read(self: Pin<&mut Self>, cx: &mut TaskContext<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Conn::Tls(s) => Pin::new(s).poll_read(cx, buf),
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let res = match &mut this.stream {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s).poll_read(cx, buf),
+        };
+        if let Poll::Ready(Ok(())) = &res
+            && buf.filled().len() == before
+            && buf.remaining() > 0
+        {
+            this.closed = true;
         }
+        res
     }
 }
 
 impl AsyncWrite for Conn {
     fn poll_write(self: Pin<&mut Self>, cx: &mut TaskContext<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Conn::Tls(s) => Pin::new(s).poll_write(cx, buf),
+        match &mut self.get_mut().stream {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
-            Conn::Tls(s) => Pin::new(s).poll_flush(cx),
+        match &mut self.get_mut().stream {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s).poll_flush(cx),
         }
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Conn::Tls(s) => Pin::new(s).poll_shutdown(cx),
+        match &mut self.get_mut().stream {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
 }
@@ -89,6 +124,17 @@ async fn io<T, E: Into<anyhow::Error>>(what: &str, fut: impl Future<Output = Res
             "{what}: no answer within {IO_TIMEOUT:?}"
         ))),
     }
+}
+
+/// Fails when the server closed the connection while `what` ran: its answer may be cut short
+/// (async-imap returns what it read before the end of file as a complete answer).
+fn check_open(session: &Session, what: &str) -> Result<(), SourceError> {
+    if session.get_ref().closed() {
+        return Err(SourceError::Transient(anyhow!(
+            "{what}: the server closed the connection before completing the command"
+        )));
+    }
+    Ok(())
 }
 
 fn tls_connector(cfg: &ImapConfig) -> anyhow::Result<tokio_rustls::TlsConnector> {
@@ -114,7 +160,10 @@ async fn tls_wrap(cfg: &ImapConfig, tcp: TcpStream) -> Result<Conn, SourceError>
     let name = rustls::pki_types::ServerName::try_from(cfg.host.clone())
         .map_err(|e| SourceError::Transient(anyhow!("invalid host name {}: {e}", cfg.host)))?;
     let tls = io("TLS handshake", connector.connect(name, tcp)).await?;
-    Ok(Conn::Tls(Box::new(tls)))
+    Ok(Conn {
+        stream: Stream::Tls(Box::new(tls)),
+        closed: false,
+    })
 }
 
 /// XOAUTH2 (Google, Microsoft): the first answer carries the token; after a failure the
@@ -132,22 +181,23 @@ impl async_imap::Authenticator for XOAuth2 {
             return String::new();
         }
         self.sent = true;
-        format!("user={}\x01auth=Bearer {}\x01\x01", self.user, self.token)
+        crate::oauth::xoauth2_string(&self.user, &self.token)
     }
 }
 
-/// Connects and logs in.
-pub async fn connect(cfg: &ImapConfig) -> Result<Session, SourceError> {
+/// Opens the connection (TCP, then TLS or STARTTLS as configured) and reads the greeting:
+/// connected, not logged in.
+pub async fn open(cfg: &ImapConfig) -> Result<async_imap::Client<Conn>, SourceError> {
     let tcp = io("connecting", TcpStream::connect((cfg.host.as_str(), cfg.port))).await?;
     let _ = tcp.set_nodelay(true);
     let conn = match cfg.tls {
         TlsMode::Implicit => tls_wrap(cfg, tcp).await?,
-        TlsMode::None => Conn::Plain(tcp),
+        TlsMode::None => Conn::plain(tcp),
         TlsMode::StartTls => {
-            let mut client = async_imap::Client::new(Conn::Plain(tcp));
+            let mut client = async_imap::Client::new(Conn::plain(tcp));
             io("reading the greeting", client.read_response()).await?;
             io("STARTTLS", client.run_command_and_check_ok("STARTTLS", None)).await?;
-            let Conn::Plain(tcp) = client.into_inner() else {
+            let Stream::Plain(tcp) = client.into_inner().stream else {
                 unreachable!("the stream was created plain")
             };
             tls_wrap(cfg, tcp).await?
@@ -157,6 +207,12 @@ pub async fn connect(cfg: &ImapConfig) -> Result<Session, SourceError> {
     if cfg.tls != TlsMode::StartTls {
         io("reading the greeting", client.read_response()).await?;
     }
+    Ok(client)
+}
+
+/// Connects and logs in.
+pub async fn connect(cfg: &ImapConfig) -> Result<Session, SourceError> {
+    let client = open(cfg).await?;
     let result = match &cfg.auth {
         ImapAuth::Password(src) => {
             let password = src.read()?;
@@ -164,12 +220,22 @@ pub async fn connect(cfg: &ImapConfig) -> Result<Session, SourceError> {
         }
         ImapAuth::XOAuth2(src) => {
             let token = src.read()?;
-            let auth = XOAuth2 {
-                user: cfg.username.clone(),
-                token: token.expose().to_owned(),
-                sent: false,
-            };
-            tokio::time::timeout(IO_TIMEOUT, client.authenticate("XOAUTH2", auth)).await
+            xoauth2_login(client, cfg, token.expose()).await
+        }
+        ImapAuth::OAuth2(oauth) => {
+            let source = TokenSource::new(oauth, crate::clock::system())?;
+            let token = source.access_token().await.map_err(oauth_error)?;
+            match xoauth2_login(client, cfg, token.expose()).await {
+                // Refused although fresh by our clock: revoked, or the clocks disagree. One
+                // new token, on a new connection (the server may hang up after a failure).
+                Ok(Err((async_imap::error::Error::No(msg), _))) => {
+                    warn!(user = %cfg.username, "access token refused ({msg}); refreshing it");
+                    let token = source.refreshed_token().await.map_err(oauth_error)?;
+                    let client = open(cfg).await?;
+                    xoauth2_login(client, cfg, token.expose()).await
+                }
+                other => other,
+            }
         }
     };
     match result {
@@ -183,6 +249,25 @@ pub async fn connect(cfg: &ImapConfig) -> Result<Session, SourceError> {
             cfg.host, cfg.username
         ))),
         Ok(Err((e, _))) => Err(SourceError::Transient(anyhow::Error::from(e).context("login"))),
+    }
+}
+
+type LoginResult =
+    Result<Result<Session, (async_imap::error::Error, async_imap::Client<Conn>)>, tokio::time::error::Elapsed>;
+
+async fn xoauth2_login(client: async_imap::Client<Conn>, cfg: &ImapConfig, token: &str) -> LoginResult {
+    let auth = XOAuth2 {
+        user: cfg.username.clone(),
+        token: token.to_owned(),
+        sent: false,
+    };
+    tokio::time::timeout(IO_TIMEOUT, client.authenticate("XOAUTH2", auth)).await
+}
+
+fn oauth_error(e: OAuthError) -> SourceError {
+    match e {
+        OAuthError::NeedsAuthorization(msg) => SourceError::Auth(msg),
+        OAuthError::Transient(e) => SourceError::Transient(e.context("getting an OAuth access token")),
     }
 }
 
@@ -203,6 +288,7 @@ pub async fn folders(session: &mut Session, cfg: &ImapConfig) -> Result<(Vec<Str
         session.list(Some(""), Some("*")).await?.try_collect::<Vec<_>>().await
     })
     .await?;
+    check_open(session, "LIST")?;
     let with = |attr: &NameAttribute<'_>| {
         names
             .iter()
@@ -256,12 +342,14 @@ pub fn uid_set(uids: &[u32]) -> String {
     out
 }
 
-/// Syncs one folder from its cursor; returns what was ingested.
+/// Syncs one folder from its cursor; returns what was ingested. When `stop` fires, returns
+/// after storing the batch in hand (with its cursor): the rest is fetched at the next start.
 pub async fn sync_folder(
     session: &mut Session,
     cfg: &ImapConfig,
     ingestor: &Ingestor,
     folder: &str,
+    stop: &CancellationToken,
 ) -> Result<IngestStats, SourceError> {
     // Plain SELECT, not SELECT (CONDSTORE): Rapport needs new UIDs (UIDNEXT tells whether
     // there are any), not flag changes, so it does not ask the server to track modification
@@ -282,6 +370,7 @@ pub async fn sync_folder(
             )));
         }
     };
+    check_open(session, "SELECT")?;
     let validity = mailbox.uid_validity.unwrap_or(0);
     let cursor = ingestor.store.cursor(&ingestor.mailbox_id, folder).await?;
     let known = cursor
@@ -303,6 +392,7 @@ pub async fn sync_folder(
                 return Ok(IngestStats::default());
             }
             let found = io("UID SEARCH", session.uid_search(format!("UID {}:*", last + 1))).await?;
+            check_open(session, "UID SEARCH")?;
             let mut v: Vec<u32> = found.into_iter().filter(|u| *u > last).collect();
             v.sort_unstable();
             v
@@ -340,6 +430,11 @@ pub async fn sync_folder(
         let (stored, fetched) = tokio::join!(ingestor.ingest(&batch, Some(&c)), fetch_next);
         stats += stored?;
         last = batch_last;
+        if stop.is_cancelled() {
+            // The batch fetched meanwhile is dropped unstored; the cursor is before it.
+            info!(mailbox = %ingestor.mailbox_id, %folder, last_uid = last, "stopping: cursor committed");
+            return Ok(stats);
+        }
         pending = fetched?;
     }
     // Every UID below UIDNEXT that the search did not return was expunged (or lies before the
@@ -372,6 +467,7 @@ async fn fetch_batch(
         session.uid_fetch(&set, &query).await?.try_collect::<Vec<_>>().await
     })
     .await?;
+    check_open(session, "UID FETCH")?;
     // A connection that dies mid-FETCH can end the response stream early without an error.
     // Messages asked for but not returned must be gone (expunged); if the server still has any
     // of them, this batch is incomplete and the cursor must not pass it.
@@ -379,6 +475,7 @@ async fn fetch_batch(
     let missing: Vec<u32> = uids.iter().copied().filter(|u| !returned.contains(u)).collect();
     if !missing.is_empty() {
         let still_there = io("UID SEARCH", session.uid_search(format!("UID {}", uid_set(&missing)))).await?;
+        check_open(session, "UID SEARCH")?;
         if !still_there.is_empty() {
             return Err(SourceError::Transient(anyhow!(
                 "the server returned {} of {} messages asked for in {folder}",
@@ -419,6 +516,7 @@ async fn fetch_batch(
                 .await
         })
         .await?;
+        check_open(session, "UID FETCH bodies")?;
         if full.len() < bounces.len() {
             return Err(SourceError::Transient(anyhow!(
                 "the server returned {} of {} message bodies asked for in {folder}",
@@ -450,17 +548,21 @@ fn looks_like_bounce(h: &MailHeaders) -> bool {
     })
 }
 
-/// Syncs every folder once.
+/// Syncs every folder once (or until `stop` fires).
 pub async fn sync_all(
     session: &mut Session,
     cfg: &ImapConfig,
     ingestor: &Ingestor,
+    stop: &CancellationToken,
 ) -> Result<(IngestStats, String), SourceError> {
     let (list, watch) = folders(session, cfg).await?;
     let mut total = IngestStats::default();
     let mut missing = Vec::new();
     for folder in &list {
-        match sync_folder(session, cfg, ingestor, folder).await {
+        if stop.is_cancelled() {
+            break;
+        }
+        match sync_folder(session, cfg, ingestor, folder, stop).await {
             Ok(s) => total += s,
             // A misnamed folder ("Sent" on a server that calls it "Sent Items") must not keep
             // the other folders from syncing.
@@ -471,7 +573,7 @@ pub async fn sync_all(
             Err(e) => return Err(e),
         }
     }
-    if missing.len() == list.len() {
+    if !list.is_empty() && missing.len() == list.len() {
         return Err(SourceError::Transient(anyhow!(
             "no folder could be opened: {}",
             missing.join("; ")
@@ -483,27 +585,47 @@ pub async fn sync_all(
 /// Connects, syncs every folder once, logs out.
 pub async fn sync_once(cfg: &ImapConfig, ingestor: &Ingestor) -> Result<IngestStats, SourceError> {
     let mut session = connect(cfg).await?;
-    let (stats, _) = sync_all(&mut session, cfg, ingestor).await?;
-    let _ = tokio::time::timeout(Duration::from_secs(5), session.logout()).await;
+    let (stats, _) = sync_all(&mut session, cfg, ingestor, &CancellationToken::new()).await?;
+    logout(session).await;
     Ok(stats)
 }
 
+/// Says goodbye to the server, briefly: the connection is dropped either way.
+async fn logout(mut session: Session) {
+    let _ = tokio::time::timeout(Duration::from_secs(5), session.logout()).await;
+}
+
 /// Syncs, then waits for news with IDLE (or sleeps for the poll interval where the server has
-/// no IDLE) and syncs again, forever. Returns only on error; the caller reconnects.
-pub async fn watch(cfg: &ImapConfig, ingestor: &Ingestor) -> Result<(), SourceError> {
-    let mut session = connect(cfg).await?;
+/// no IDLE) and syncs again, until `stop` fires (then returns `Ok` after storing the batch in
+/// hand and logging out). Returns an error otherwise; the caller reconnects.
+pub async fn watch(cfg: &ImapConfig, ingestor: &Ingestor, stop: &CancellationToken) -> Result<(), SourceError> {
+    let mut session = tokio::select! {
+        _ = stop.cancelled() => return Ok(()),
+        s = connect(cfg) => s?,
+    };
     let can_idle = cfg.idle && io("CAPABILITY", session.capabilities()).await?.has_str("IDLE");
     loop {
-        let (stats, watch_folder) = sync_all(&mut session, cfg, ingestor).await?;
+        let (stats, watch_folder) = sync_all(&mut session, cfg, ingestor, stop).await?;
+        if stop.is_cancelled() {
+            logout(session).await;
+            return Ok(());
+        }
         ingestor.synced("imap", &stats).await;
         while session.unsolicited_responses.try_recv().is_ok() {}
         if !can_idle {
-            tokio::time::sleep(cfg.poll_interval).await;
+            tokio::select! {
+                _ = stop.cancelled() => {
+                    logout(session).await;
+                    return Ok(());
+                }
+                _ = tokio::time::sleep(cfg.poll_interval) => {}
+            }
             continue;
         }
         // Mail that arrived between the sync and this SELECT would never be announced during
         // IDLE: if the folder grew, sync again first.
         let mailbox = io("SELECT", session.select(&watch_folder)).await?;
+        check_open(&session, "SELECT")?;
         let synced_to = ingestor
             .store
             .cursor(&ingestor.mailbox_id, &watch_folder)
@@ -517,11 +639,26 @@ pub async fn watch(cfg: &ImapConfig, ingestor: &Ingestor) -> Result<(), SourceEr
         let mut idle = session.idle();
         io("IDLE", idle.init()).await?;
         // Other folders (Sent) are polled: IDLE ends after the poll interval at the latest.
-        let (wait, _stop) = idle.wait_with_timeout(cfg.poll_interval.min(MAX_IDLE));
-        let response = wait
-            .await
-            .map_err(|e| SourceError::Transient(anyhow::Error::from(e).context("IDLE")))?;
+        let response = {
+            let (wait, interrupt) = idle.wait_with_timeout(cfg.poll_interval.min(MAX_IDLE));
+            tokio::pin!(wait);
+            tokio::select! {
+                r = &mut wait => r,
+                _ = stop.cancelled() => {
+                    // Dropping the interrupt handle ends the wait with ManualInterrupt.
+                    drop(interrupt);
+                    (&mut wait).await
+                }
+            }
+        }
+        .map_err(|e| SourceError::Transient(anyhow::Error::from(e).context("IDLE")))?;
         debug!(mailbox = %ingestor.mailbox_id, ?response, "IDLE ended");
+        if stop.is_cancelled() {
+            if let Ok(Ok(session)) = tokio::time::timeout(Duration::from_secs(5), idle.done()).await {
+                logout(session).await;
+            }
+            return Ok(());
+        }
         if let IdleResponse::ManualInterrupt = response {
             return Err(SourceError::Transient(anyhow!("the server closed the IDLE connection")));
         }
@@ -536,6 +673,7 @@ pub async fn server_uids(
     since: DateTime<Utc>,
 ) -> Result<(u32, Vec<u32>), SourceError> {
     let mailbox = io(&format!("EXAMINE {folder}"), session.examine(folder)).await?;
+    check_open(session, "EXAMINE")?;
     Ok((mailbox.uid_validity.unwrap_or(0), uids_since(session, since).await?))
 }
 
@@ -543,6 +681,7 @@ pub async fn server_uids(
 async fn uids_since(session: &mut Session, since: DateTime<Utc>) -> Result<Vec<u32>, SourceError> {
     let query = format!("SINCE {}", since.format("%d-%b-%Y"));
     let found = io("UID SEARCH SINCE", session.uid_search(query)).await?;
+    check_open(session, "UID SEARCH SINCE")?;
     let mut v: Vec<u32> = found.into_iter().collect();
     v.sort_unstable();
     Ok(v)
@@ -557,6 +696,48 @@ mod tests {
         assert_eq!(uid_set(&[1, 2, 3, 7, 9, 10]), "1:3,7,9:10");
         assert_eq!(uid_set(&[5]), "5");
         assert_eq!(uid_set(&[]), "");
+    }
+
+    /// The cause of the flaky `dropped_connection_recovers_without_duplicates`: when the server
+    /// dies between the untagged answer and the tagged completion, async-imap hands back what
+    /// it read as a complete answer. A peer that closes at a chosen byte makes it deterministic
+    /// (Dovecot, killed at a random moment, only sometimes closes at this point).
+    #[tokio::test]
+    async fn an_answer_cut_short_by_a_closed_connection_is_an_error() {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (sock, _) = listener.accept().await.unwrap();
+            let (r, mut w) = sock.into_split();
+            let mut lines = BufReader::new(r).lines();
+            w.write_all(b"* OK ready\r\n").await.unwrap();
+            let login = lines.next_line().await.unwrap().unwrap();
+            let tag = login.split(' ').next().unwrap().to_owned();
+            w.write_all(format!("{tag} OK logged in\r\n").as_bytes()).await.unwrap();
+            let search = lines.next_line().await.unwrap().unwrap();
+            assert!(search.contains("UID SEARCH SINCE"), "{search}");
+            w.write_all(b"* SEARCH 1 2\r\n").await.unwrap();
+            w.shutdown().await.unwrap();
+        });
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pw"), "pw").unwrap();
+        let cfg = ImapConfig {
+            host: "127.0.0.1".into(),
+            port,
+            tls: TlsMode::None,
+            username: "alice".into(),
+            auth: ImapAuth::Password(crate::config::SecretSource::File(dir.path().join("pw"))),
+            folders: Vec::new(),
+            backfill_days: 90,
+            poll_interval: Duration::from_secs(60),
+            idle: false,
+            ca_file: None,
+        };
+        let mut session = connect(&cfg).await.unwrap();
+        let err = uids_since(&mut session, Utc::now()).await.unwrap_err();
+        assert!(format!("{err:#}").contains("closed the connection"), "{err:#}");
+        server.await.unwrap();
     }
 
     #[test]
