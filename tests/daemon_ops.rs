@@ -315,13 +315,6 @@ async fn no_secret_or_body_in_any_log_line(db: TestDb) {
         .as_bytes(),
     );
     imap.logout();
-    seed(
-        &dovecot,
-        "alice",
-        ALICE_PW,
-        &["s1@acme.example", "s2@acme.example"],
-        BODY,
-    );
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("alice.pw"), format!("{ALICE_PW}\n")).unwrap();
     std::fs::write(dir.path().join("bob.pw"), format!("{WRONG_PW}\n")).unwrap();
@@ -341,14 +334,17 @@ async fn no_secret_or_body_in_any_log_line(db: TestDb) {
 
     // Every level, both formats.
     for (i, format) in ["text", "json"].iter().enumerate() {
+        // New mail for each run, so that each logs a sync.
+        seed(&dovecot, "alice", ALICE_PW, &[&format!("s{i}@acme.example")], BODY);
         let mut notify = NotifySocket::bind();
         let sock = notify.path.display().to_string();
         let env = [("NOTIFY_SOCKET", sock.as_str()), ("RAPPORT_LOG", "trace")];
         let mut daemon = Daemon::start(&config, &["--log-format", format, "run"], &env, dir.path());
         notify.wait_for("READY=1", 0);
-        if i == 0 {
-            wait_until("alice's mail", || async { activities_of(&db, "alice").await == 2 }).await;
-        }
+        wait_until("alice's mail", || async {
+            activities_of(&db, "alice").await == i as i64 + 1
+        })
+        .await;
         daemon.wait_for_log("authentication failed");
         daemon.wait_for_log("mail synced");
         daemon.signal("TERM");
