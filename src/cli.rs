@@ -70,6 +70,15 @@ pub enum Command {
     /// Check the config, the database, every server's reachability, TLS and login, and the
     /// clock: one verdict per line; exits 1 when a check fails.
     Doctor,
+    /// Authorize an OAuth2 mailbox (`auth: oauth2`): opens the provider's consent page and
+    /// stores the refresh token (mode 0600). Reload or restart the daemon afterwards.
+    Auth {
+        /// The mailbox id.
+        mailbox: String,
+        /// Device flow for headless servers: enter a code on any other device.
+        #[arg(long)]
+        device: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -246,6 +255,36 @@ pub async fn execute(cli: Cli) -> Result<ExitCode> {
             } else {
                 ExitCode::SUCCESS
             })
+        }
+        Command::Auth { mailbox, device } => {
+            let config = load_config(&cli.config)?;
+            let mb = config
+                .mailboxes
+                .iter()
+                .find(|m| m.id == mailbox)
+                .with_context(|| format!("no mailbox {mailbox} in {}", cli.config.display()))?;
+            let oauth = match &mb.source {
+                crate::config::MailboxSource::Imap(i) => match &i.auth {
+                    crate::config::ImapAuth::OAuth2(o) => o.as_ref().clone(),
+                    _ => anyhow::bail!("mailbox {mailbox} does not use `auth: oauth2`"),
+                },
+                _ => anyhow::bail!("mailbox {mailbox} is not an IMAP mailbox"),
+            };
+            let show = |text: &str| {
+                println!("{text}");
+                let _ = std::io::Write::flush(&mut std::io::stdout());
+            };
+            if device {
+                crate::oauth::flow::authorize_on_device(&oauth, clock::system(), show).await?;
+            } else {
+                println!("Open this URL in a browser on this machine and grant access:");
+                crate::oauth::flow::authorize_in_browser(&oauth, clock::system(), show).await?;
+            }
+            println!(
+                "mailbox {mailbox} is authorized; token stored in {} (mode 0600). Run `systemctl reload rapport`.",
+                oauth.token_file.display()
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Command::Doctor => {
             let report = crate::doctor::run(&cli.config, clock::system()).await;

@@ -10,6 +10,8 @@
 //! `source.access_token().await?` gives the bearer token for lettre's `Mechanism::Xoauth2`
 //! (`Credentials::new(user, token)`), or [`xoauth2_string`] builds the SASL string directly.
 
+pub mod flow;
+
 use std::io::Write;
 use std::path::Path;
 
