@@ -62,6 +62,8 @@ pub struct Dovecot {
     instance: String,
     uid: u32,
     gid: u32,
+    /// With `start_oauth`: the URL Dovecot's oauth2 passdb checks bearer tokens against.
+    introspection_url: Option<String>,
     // Last, so that it is deleted after the processes are gone.
     dir: tempfile::TempDir,
 }
@@ -80,7 +82,18 @@ impl Dovecot {
         Dovecot::start_with(users, true)
     }
 
+    /// Like `start`, and XOAUTH2 (and OAUTHBEARER) logins too: Dovecot's oauth2 passdb POSTs
+    /// each bearer token to `introspection_url` (RFC 7662) and lets the user in when the answer
+    /// is `{"active": true, "username": "<user>"}`. Passwords still work for PLAIN/LOGIN.
+    pub fn start_oauth(users: &[(&str, &str)], introspection_url: &str) -> Dovecot {
+        Dovecot::start_full(users, false, Some(introspection_url.to_owned()))
+    }
+
     fn start_with(users: &[(&str, &str)], tls: bool) -> Dovecot {
+        Dovecot::start_full(users, tls, None)
+    }
+
+    fn start_full(users: &[(&str, &str)], tls: bool, introspection_url: Option<String>) -> Dovecot {
         let (uid, gid) = preflight();
         // In /tmp, not $TMPDIR: the unprivileged Dovecot processes must be able to reach the
         // dir, and Unix socket paths under it must stay short.
@@ -130,6 +143,7 @@ impl Dovecot {
             instance: format!("rapport-{}-{:08x}", std::process::id(), fastrand::u32(..)),
             uid,
             gid,
+            introspection_url,
             dir,
         };
         // The free port can be taken by someone else before Dovecot binds it: try a few.
@@ -430,6 +444,29 @@ impl Dovecot {
             .replace("@IMAPS@", &imaps_listener)
             .replace("@UID@", &self.uid.to_string())
             .replace("@GID@", &self.gid.to_string());
+        let (mechs, passwd_mechs, oauth_passdb) = match &self.introspection_url {
+            None => (String::new(), String::new(), String::new()),
+            Some(url) => {
+                let args = format!("{root}/dovecot-oauth2.conf.ext");
+                fs::write(
+                    &args,
+                    format!(
+                        "introspection_mode = post\nintrospection_url = {url}\nforce_introspection = yes\n\
+                         username_attribute = username\nactive_attribute = active\nactive_value = true\n"
+                    ),
+                )
+                .expect("write dovecot-oauth2.conf.ext");
+                (
+                    " xoauth2 oauthbearer".to_string(),
+                    "  mechanisms = plain login\n".to_string(),
+                    format!("passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = {args}\n}}\n"),
+                )
+            }
+        };
+        let config = config
+            .replace("@MECHS@", &mechs)
+            .replace("@PASSWD_MECHS@", &passwd_mechs)
+            .replace("@OAUTH_PASSDB@", &oauth_passdb);
         fs::write(self.config_path(), config).expect("write dovecot.conf");
     }
 
@@ -630,7 +667,7 @@ state_dir = @DIR@/state
 protocols = imap
 listen = 127.0.0.1
 @SSL@
-auth_mechanisms = plain login
+auth_mechanisms = plain login@MECHS@
 auth_failure_delay = 0
 log_path = @DIR@/dovecot.log
 info_log_path = @DIR@/dovecot.log
@@ -651,8 +688,8 @@ mail_plugins = $mail_plugins notify mail_log
 passdb {
   driver = passwd-file
   args = scheme=PLAIN @DIR@/users
-}
-userdb {
+@PASSWD_MECHS@}
+@OAUTH_PASSDB@userdb {
   driver = static
   args = uid=@UID@ gid=@GID@ home=@DIR@/home/%u
 }

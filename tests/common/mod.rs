@@ -158,3 +158,4 @@ pub async fn count_kind(store: &Store, kind: &str) -> i64 {
 
 pub mod daemon;
 pub mod dovecot;
+pub mod idp;
