@@ -1,6 +1,7 @@
 //! `rapport doctor`: checks everything the daemon needs, one verdict per line, so an operator
 //! sees at once what is wrong: the config, the database (and its clock), and for each mailbox
-//! the server's reachability, TLS and the login (password or bearer token).
+//! the server's reachability, TLS and the login (password or bearer token); for OAuth2
+//! mailboxes the token and the provider's clock (its HTTP `Date` header).
 
 use std::fmt;
 use std::path::Path;
@@ -10,7 +11,8 @@ use chrono::{DateTime, Utc};
 use tokio::net::TcpStream;
 
 use crate::clock::SharedClock;
-use crate::config::{Config, ConfigError, ImapAuth, MailboxSource, TlsMode, redact_url};
+use crate::config::{Config, ConfigError, ImapAuth, MailboxSource, OAuthConfig, TlsMode, redact_url};
+use crate::oauth::{OAuthError, TokenSource, load_token};
 use crate::sources::mail::imap;
 use crate::store::{Backend, Store};
 
@@ -103,6 +105,11 @@ pub async fn run(path: &Path, clock: SharedClock) -> Report {
     };
     check_database(&config, clock.clone(), &mut report).await;
     for mb in &config.mailboxes {
+        if let MailboxSource::Imap(i) = &mb.source
+            && let ImapAuth::OAuth2(oauth) = &i.auth
+        {
+            check_oauth(oauth, clock.clone(), &mut report).await;
+        }
         check_mailbox(mb.id.as_str(), &mb.source, &mut report).await;
     }
     if !config.calendars.is_empty() {
@@ -179,6 +186,59 @@ fn clock_line(report: &mut Report, subject: &str, server: DateTime<Utc>, local: 
         );
     } else {
         report.push(Verdict::Ok, subject, format!("skew {secs:+.1} s"));
+    }
+}
+
+/// The OAuth token (refreshed if it must be) and the provider's clock (its HTTP `Date`).
+async fn check_oauth(oauth: &OAuthConfig, clock: SharedClock, report: &mut Report) {
+    let id = &oauth.mailbox_id;
+    match TokenSource::new(oauth, clock.clone()) {
+        // A refresh, not the cached access token: what must stay valid is the refresh token.
+        Ok(source) => match tokio::time::timeout(CHECK_TIMEOUT, source.refreshed_token()).await {
+            Ok(Ok(_)) => {
+                let until = load_token(&oauth.token_file)
+                    .ok()
+                    .flatten()
+                    .and_then(|t| t.expires_at)
+                    .map(|t| format!(" until {}", t.format("%Y-%m-%d %H:%M UTC")))
+                    .unwrap_or_default();
+                report.push(
+                    Verdict::Ok,
+                    format!("mailbox {id}: oauth token"),
+                    format!("the provider accepts the refresh token; access token valid{until}"),
+                );
+            }
+            Ok(Err(OAuthError::NeedsAuthorization(msg))) => {
+                report.push(Verdict::Fail, format!("mailbox {id}: oauth token"), msg)
+            }
+            Ok(Err(OAuthError::Transient(e))) => {
+                report.push(Verdict::Fail, format!("mailbox {id}: oauth token"), format!("{e:#}"))
+            }
+            Err(_) => report.push(
+                Verdict::Fail,
+                format!("mailbox {id}: oauth token"),
+                format!("the token endpoint did not answer within {CHECK_TIMEOUT:?}"),
+            ),
+        },
+        Err(e) => report.push(Verdict::Fail, format!("mailbox {id}: oauth token"), format!("{e:#}")),
+    }
+    let subject = format!("clock (OAuth provider of {id})");
+    let date = async {
+        let http = crate::oauth::http_client()?;
+        let resp = http.head(&oauth.token_url).send().await?;
+        let date = resp
+            .headers()
+            .get(reqwest::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| DateTime::parse_from_rfc2822(v).ok())
+            .map(|d| d.with_timezone(&Utc));
+        anyhow::Ok(date)
+    };
+    match tokio::time::timeout(CHECK_TIMEOUT, date).await {
+        Ok(Ok(Some(server))) => clock_line(report, &subject, server, clock.now()),
+        Ok(Ok(None)) => report.push(Verdict::Skip, subject, "the provider sends no Date header"),
+        Ok(Err(e)) => report.push(Verdict::Fail, subject, format!("{e:#}")),
+        Err(_) => report.push(Verdict::Fail, subject, format!("no answer within {CHECK_TIMEOUT:?}")),
     }
 }
 

@@ -249,6 +249,19 @@ async fn xoauth2_login_to_dovecot_refreshes_and_stops_only_the_revoked_mailbox(d
         idp.state.lock().unwrap().introspections >= 1,
         "Dovecot checked the token"
     );
+    let report = rapport::doctor::run(&config.path, rapport::clock::system()).await;
+    let text: Vec<String> = report.checks.iter().map(|c| c.to_string()).collect();
+    let line = |subject: &str| {
+        text.iter()
+            .find(|l| l[5..].starts_with(subject))
+            .unwrap_or_else(|| panic!("no {subject} in {text:#?}"))
+            .clone()
+    };
+    assert!(line("mailbox alice-imap: oauth token").starts_with("ok"), "{text:#?}");
+    assert!(line("mailbox alice-imap: login").starts_with("ok"), "{text:#?}");
+    let skew = line("clock (OAuth provider of alice-imap)");
+    assert!(skew.starts_with("ok") && skew.contains("skew"), "{text:#?}");
+    assert!(!report.failed(), "{text:#?}");
     let refreshes = idp.state.lock().unwrap().refreshes;
 
     // The provider forgets the access token (but not the refresh token): Dovecot refuses the
@@ -291,4 +304,13 @@ async fn xoauth2_login_to_dovecot_refreshes_and_stops_only_the_revoked_mailbox(d
     );
     let status = rapport::daemon::status_text(&db.store, &config).await.unwrap();
     assert!(status.contains("auth_failed"), "{status}");
+    let report = rapport::doctor::run(&config.path, rapport::clock::system()).await;
+    assert!(report.failed());
+    let token = report
+        .checks
+        .iter()
+        .find(|c| c.subject == "mailbox alice-imap: oauth token")
+        .unwrap();
+    assert!(token.to_string().starts_with("FAIL"), "{token}");
+    assert!(token.detail.contains("rapport auth alice-imap"), "{token}");
 }

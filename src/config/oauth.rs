@@ -84,8 +84,7 @@ pub(super) fn read_oauth(doc: &Doc, node: &Node, mailbox_id: &str) -> Option<OAu
         Some("generic") => Some(OAuthProviderKind::Generic),
         Some(other) => {
             let known = ["google", "microsoft", "generic"];
-            let hint = did_you_mean_hint(other, known.into_iter())
-                .unwrap_or_else(|| "use google, microsoft or generic".into());
+            let hint = did_you_mean_hint(other, known).unwrap_or_else(|| "use google, microsoft or generic".into());
             if let Some(n) = kind_node {
                 doc.error_hint(n, format!("unknown OAuth provider `{other}`"), hint);
             }
