@@ -149,7 +149,7 @@ pub async fn run(
     }
     let mut reloader = Reloader::new(config.clone(), store.clone(), rules);
     let refresher = tokio::spawn(refresh_index(
-        reloader.config(),
+        reloader.configs(),
         store.clone(),
         reloader.rules(),
         cancel.child_token(),
@@ -185,7 +185,7 @@ pub async fn run(
 
 /// Reloads the lead index when leads change outside this process (an import from the CLI).
 async fn refresh_index(
-    config: Arc<Config>,
+    config: watch::Receiver<Arc<Config>>,
     store: Store,
     rules: watch::Receiver<Arc<MatchRules>>,
     cancel: CancellationToken,
@@ -203,6 +203,7 @@ async fn refresh_index(
                     let current = rules.borrow().clone();
                     *current.index.write().await = index;
                     last = Some(v);
+                    let config = config.borrow().clone();
                     if let Err(e) = rematch_seen_mail(&config, &store).await {
                         warn!("cannot match earlier mail to the new leads: {e:#}");
                     }

@@ -43,6 +43,8 @@ pub enum ReloadOutcome {
 /// Holds the config the daemon runs on and applies new ones.
 pub struct Reloader {
     config: Arc<Config>,
+    /// The same config for tasks that follow reloads (the lead-index refresher).
+    published: watch::Sender<Arc<Config>>,
     store: Store,
     /// The matching rules every mailbox task and the lead-index refresher use; replaced when the
     /// rules in the config change.
@@ -75,8 +77,10 @@ pub fn mailbox_task_name(id: &str) -> String {
 
 impl Reloader {
     pub fn new(config: Config, store: Store, rules: Arc<MatchRules>) -> Reloader {
+        let config = Arc::new(config);
         Reloader {
-            config: Arc::new(config),
+            published: watch::Sender::new(config.clone()),
+            config,
             store,
             rules: watch::Sender::new(rules),
             hooks: Vec::new(),
@@ -86,6 +90,11 @@ impl Reloader {
     /// The config in force.
     pub fn config(&self) -> Arc<Config> {
         self.config.clone()
+    }
+
+    /// The config in force, updated on every applied reload.
+    pub fn configs(&self) -> watch::Receiver<Arc<Config>> {
+        self.published.subscribe()
     }
 
     /// The matching rules in force, updated on reload.
@@ -210,6 +219,7 @@ impl Reloader {
         }
         let new = Arc::new(new);
         self.config = new.clone();
+        self.published.send_replace(new.clone());
         for (name, hook) in &self.hooks {
             if let Err(e) = hook(new.clone()).await {
                 error!(hook = %name, "reload hook failed: {e:#}");
