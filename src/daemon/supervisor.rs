@@ -309,6 +309,33 @@ mod tests {
         }
     }
 
+    /// Ignores cancellation: what the deadline is for.
+    struct Stubborn;
+
+    impl Supervised for Stubborn {
+        fn name(&self) -> String {
+            "stubborn".into()
+        }
+        fn run(self: Arc<Self>, _cancel: CancellationToken) -> futures_util::future::BoxFuture<'static, ()> {
+            Box::pin(async { std::future::pending::<()>().await })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_task_that_ignores_cancellation_is_aborted_at_the_deadline() {
+        let cancel = CancellationToken::new();
+        let mut sup = Supervisor::default();
+        sup.start(Arc::new(Stubborn), &cancel);
+        sup.start(Arc::new(Sleeper("mailbox a")), &cancel);
+        assert!(sup.stop_task("stubborn", Duration::from_millis(50)).await);
+        assert_eq!(sup.names(), ["mailbox a"]);
+        sup.start(Arc::new(Stubborn), &cancel);
+        cancel.cancel();
+        sup.stop(Duration::from_millis(50)).await;
+        assert!(sup.names().is_empty());
+        assert!(sup.heartbeats().is_empty(), "aborted tasks no longer count as alive");
+    }
+
     #[tokio::test]
     async fn one_task_stops_by_name_and_the_others_keep_running() {
         let cancel = CancellationToken::new();
