@@ -316,7 +316,10 @@ async fn no_secret_or_body_in_any_log_line(db: TestDb) {
     );
     imap.logout();
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("alice.pw"), format!("{ALICE_PW}\n")).unwrap();
+    // Alice's password comes as a systemd credential ($CREDENTIALS_DIRECTORY/alice-imap).
+    let creds = tempfile::tempdir().unwrap();
+    std::fs::write(creds.path().join("alice-imap"), format!("{ALICE_PW}\n")).unwrap();
+    let creds_dir = creds.path().display().to_string();
     std::fs::write(dir.path().join("bob.pw"), format!("{WRONG_PW}\n")).unwrap();
     let port = dovecot.port();
     let config = write_config(
@@ -326,7 +329,8 @@ async fn no_secret_or_body_in_any_log_line(db: TestDb) {
         &["bob-imap"],
         &format!(
             "{}{}",
-            imap_mailbox("alice-imap", port, "alice", "alice.pw"),
+            imap_mailbox("alice-imap", port, "alice", "alice.pw")
+                .replace("password_file: alice.pw", "password_credential: alice-imap"),
             imap_mailbox("bob-imap", port, "bob", "bob.pw")
         ),
     );
@@ -338,7 +342,11 @@ async fn no_secret_or_body_in_any_log_line(db: TestDb) {
         seed(&dovecot, "alice", ALICE_PW, &[&format!("s{i}@acme.example")], BODY);
         let mut notify = NotifySocket::bind();
         let sock = notify.path.display().to_string();
-        let env = [("NOTIFY_SOCKET", sock.as_str()), ("RAPPORT_LOG", "trace")];
+        let env = [
+            ("NOTIFY_SOCKET", sock.as_str()),
+            ("RAPPORT_LOG", "trace"),
+            ("CREDENTIALS_DIRECTORY", creds_dir.as_str()),
+        ];
         let mut daemon = Daemon::start(&config, &["--log-format", format, "run"], &env, dir.path());
         notify.wait_for("READY=1", 0);
         wait_until("alice's mail", || async {
@@ -368,6 +376,7 @@ async fn no_secret_or_body_in_any_log_line(db: TestDb) {
             .arg(&config)
             .args(args)
             .env("RAPPORT_LOG", "trace")
+            .env("CREDENTIALS_DIRECTORY", &creds_dir)
             .output()
             .unwrap();
         let out = format!(
