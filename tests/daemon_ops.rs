@@ -265,6 +265,23 @@ async fn sighup_applies_a_new_mailbox_list_and_rejects_an_invalid_one(db: TestDb
     .await;
     daemon.wait_for_log("mailbox added; its task started");
 
+    // Bob's settings change: his task restarts with them, and picks up new mail.
+    let bob_changed = bob_box.replace("poll_interval: 1h", "poll_interval: 30m");
+    write_config(
+        &db,
+        dir.path(),
+        &["alice-imap"],
+        &["bob-imap"],
+        &format!("{alice_box}{bob_changed}"),
+    );
+    daemon.signal("HUP");
+    daemon.wait_for_log("mailbox settings changed; its task restarted");
+    seed(&dovecot, "bob", "bob-pw", &["b-changed@acme.example"], "");
+    wait_until("bob's mail after the restart", || async {
+        activities_of(&db, "bob").await == 4
+    })
+    .await;
+
     // An invalid config: rejected with its position, the old one keeps running.
     let bad = "internal_domains: [example.com]\nreps:\n  - id: alice\n    name: Alice\n    email: alice@example.com\n    mailboxes: [alice-imapp]\n";
     std::fs::write(&config, bad).unwrap();
@@ -288,13 +305,29 @@ async fn sighup_applies_a_new_mailbox_list_and_rejects_an_invalid_one(db: TestDb
     })
     .await;
 
-    // Alice's mailbox removed: its task stops, bob's goes on.
-    write_config(&db, dir.path(), &[], &["bob-imap"], &bob_box);
+    // Alice's mailbox removed: its task stops, bob's goes on untouched.
+    let restarts = daemon.log().matches("its task restarted").count();
+    let reloads = daemon.log().matches("configuration reloaded").count();
+    write_config(&db, dir.path(), &[], &["bob-imap"], &bob_changed);
     daemon.signal("HUP");
-    daemon.wait_for_log("mailbox removed from the configuration; its task stopped");
+    let deadline = Instant::now() + PATIENCE;
+    while daemon.log().matches("configuration reloaded").count() == reloads {
+        assert!(Instant::now() < deadline, "no reload:\n{}", daemon.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        daemon
+            .log()
+            .contains("mailbox removed from the configuration; its task stopped")
+    );
     assert!(daemon.log().contains("alice-imap"));
+    assert_eq!(
+        daemon.log().matches("its task restarted").count(),
+        restarts,
+        "bob's task was not restarted"
+    );
     seed(&dovecot, "bob", "bob-pw", &["b4@acme.example"], "");
-    wait_until("bob's new mail", || async { activities_of(&db, "bob").await == 4 }).await;
+    wait_until("bob's new mail", || async { activities_of(&db, "bob").await == 5 }).await;
 
     daemon.signal("TERM");
     assert!(daemon.wait().success(), "{}", daemon.log());

@@ -55,18 +55,21 @@ pub struct Reloader {
 /// The parts of the config a mailbox task depends on, as text (secrets are references, never
 /// values, so this holds none): when it changes, the task restarts.
 fn fingerprint(config: &Config, mb: &MailboxConfig) -> String {
-    format!(
-        "{mb:?}|{:?}|{}",
-        config.mailbox_owner(&mb.id),
-        rules_fingerprint(config)
-    )
+    let owner = config.mailbox_owner(&mb.id).map(rep_identity);
+    format!("{mb:?}|{owner:?}|{}", rules_fingerprint(config))
+}
+
+/// What matching knows of a rep: who they are, not which sources they own.
+fn rep_identity(rep: &crate::config::RepConfig) -> (&str, &str, &[String]) {
+    (&rep.id, &rep.email, &rep.aliases)
 }
 
 /// The parts of the config [`MatchRules`] is built from.
 fn rules_fingerprint(config: &Config) -> String {
+    let reps: Vec<_> = config.reps.iter().map(rep_identity).collect();
     format!(
-        "{:?}|{:?}|{:?}|{:?}",
-        config.internal_domains, config.matching, config.privacy, config.reps
+        "{:?}|{:?}|{:?}|{reps:?}",
+        config.internal_domains, config.matching, config.privacy
     )
 }
 
