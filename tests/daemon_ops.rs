@@ -146,7 +146,7 @@ async fn sigterm_mid_backfill_loses_and_duplicates_nothing(db: TestDb) {
     );
     prepare(&db, &config).await;
 
-    let mut notify = NotifySocket::bind();
+    let notify = NotifySocket::bind();
     let sock = notify.path.display().to_string();
     let env = [("NOTIFY_SOCKET", sock.as_str()), ("WATCHDOG_USEC", "2000000")];
     let mut daemon = Daemon::start(&config, &["run"], &env, dir.path());
@@ -156,9 +156,8 @@ async fn sigterm_mid_backfill_loses_and_duplicates_nothing(db: TestDb) {
     daemon.signal("TERM");
     let status = daemon.wait();
     assert!(status.success(), "exit {status:?}:\n{}", daemon.log());
-    notify.drain();
-    assert!(notify.has("STOPPING=1"), "{:?}", notify.received);
-    assert!(notify.has("WATCHDOG=1"), "{:?}", notify.received);
+    assert!(notify.has("STOPPING=1"), "{:?}", notify.messages());
+    assert!(notify.has("WATCHDOG=1"), "{:?}", notify.messages());
     let log = daemon.log();
     assert!(log.contains("shutting down"), "{log}");
 
@@ -180,15 +179,14 @@ async fn sigterm_mid_backfill_loses_and_duplicates_nothing(db: TestDb) {
 
     // Restart: the rest comes in, nothing twice.
     let mut daemon = Daemon::start(&config, &["run"], &env, dir.path());
-    let ready = notify.wait_for("READY=1", notify.received.len());
+    let ready = notify.wait_for("READY=1", notify.count());
     wait_until("backfill complete", || async {
         activities_of(&db, "alice").await >= n as i64
     })
     .await;
     daemon.signal("INT");
     assert!(daemon.wait().success(), "{}", daemon.log());
-    notify.drain();
-    assert!(notify.received[ready..].iter().any(|m| m.contains("STOPPING=1")));
+    assert!(notify.messages()[ready..].iter().any(|m| m.contains("STOPPING=1")));
     assert_eq!(activities_of(&db, "alice").await, n as i64, "no message counted twice");
     assert_eq!(mail_seen_count(&db, "alice-imap", "INBOX").await, n as i64);
 
@@ -240,7 +238,7 @@ async fn sighup_applies_a_new_mailbox_list_and_rejects_an_invalid_one(db: TestDb
     let config = write_config(&db, dir.path(), &["alice-imap"], &[], &alice_box);
     prepare(&db, &config).await;
 
-    let mut notify = NotifySocket::bind();
+    let notify = NotifySocket::bind();
     let sock = notify.path.display().to_string();
     let mut daemon = Daemon::start(&config, &["run"], &[("NOTIFY_SOCKET", sock.as_str())], dir.path());
     notify.wait_for("READY=1", 0);
@@ -255,7 +253,7 @@ async fn sighup_applies_a_new_mailbox_list_and_rejects_an_invalid_one(db: TestDb
         &["bob-imap"],
         &format!("{alice_box}{bob_box}"),
     );
-    let seen = notify.received.len();
+    let seen = notify.count();
     daemon.signal("HUP");
     notify.wait_for("RELOADING=1", seen);
     notify.wait_for("READY=1", seen);
@@ -373,7 +371,7 @@ async fn no_secret_or_body_in_any_log_line(db: TestDb) {
     for (i, format) in ["text", "json"].iter().enumerate() {
         // New mail for each run, so that each logs a sync.
         seed(&dovecot, "alice", ALICE_PW, &[&format!("s{i}@acme.example")], BODY);
-        let mut notify = NotifySocket::bind();
+        let notify = NotifySocket::bind();
         let sock = notify.path.display().to_string();
         let env = [
             ("NOTIFY_SOCKET", sock.as_str()),
@@ -421,4 +419,41 @@ async fn no_secret_or_body_in_any_log_line(db: TestDb) {
             assert!(!out.contains(secret), "`rapport {args:?}` shows `{secret}`");
         }
     }
+}
+
+store_tests!(a_service_manager_that_does_not_read_never_stalls_the_daemon);
+
+/// A notification socket nobody reads fills up (10 datagrams by default on Linux), and a
+/// blocking send would then stall whatever thread sends: the daemon must keep working and
+/// stop cleanly all the same.
+async fn a_service_manager_that_does_not_read_never_stalls_the_daemon(db: TestDb) {
+    let dovecot = Dovecot::start(&[("alice", "alice-pw")]);
+    seed(&dovecot, "alice", "alice-pw", &["q1@acme.example"], "");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("alice.pw"), "alice-pw\n").unwrap();
+    let config = write_config(
+        &db,
+        dir.path(),
+        &["alice-imap"],
+        &[],
+        &imap_mailbox("alice-imap", dovecot.port(), "alice", "alice.pw"),
+    );
+    prepare(&db, &config).await;
+    let sock_dir = tempfile::tempdir().unwrap();
+    let sock_path = sock_dir.path().join("notify.sock");
+    let _unread = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    let sock = sock_path.display().to_string();
+    // A ping every 100 ms fills the queue within about a second.
+    let env = [("NOTIFY_SOCKET", sock.as_str()), ("WATCHDOG_USEC", "200000")];
+    let mut daemon = Daemon::start(&config, &["run"], &env, dir.path());
+    wait_until("alice's mail", || async { activities_of(&db, "alice").await == 1 }).await;
+    std::thread::sleep(Duration::from_secs(2));
+    seed(&dovecot, "alice", "alice-pw", &["q2@acme.example"], "");
+    wait_until("new mail with the queue full", || async {
+        activities_of(&db, "alice").await == 2
+    })
+    .await;
+    daemon.signal("TERM");
+    assert!(daemon.wait().success(), "{}", daemon.log());
+    assert!(daemon.log().contains("stopped"), "{}", daemon.log());
 }

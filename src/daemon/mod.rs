@@ -180,6 +180,7 @@ pub async fn run(
     let _ = watchdog.await;
     store.close().await;
     info!("stopped");
+    notify::flush(Duration::from_secs(1));
     Ok(())
 }
 

@@ -5,6 +5,8 @@
 //! Outside systemd (`$NOTIFY_SOCKET` unset) every call does nothing. A failed send is logged
 //! and otherwise ignored: the daemon keeps working without its service manager.
 
+use std::sync::OnceLock;
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
 
 use sd_notify::NotifyState;
@@ -13,10 +15,74 @@ use tracing::{debug, warn};
 
 use super::supervisor::{HEARTBEAT_EVERY, Heartbeats};
 
+enum Message {
+    Text(String),
+    /// Answered once every message before it has been sent.
+    Flush(SyncSender<()>),
+}
+
+/// The notification thread's queue, or `None` outside a service manager. Messages go out from a
+/// thread of their own because sending to the notification socket blocks while the manager's
+/// queue is full (a manager that does not read), and that must never stall the async runtime.
+fn queue() -> Option<&'static SyncSender<Message>> {
+    static QUEUE: OnceLock<Option<SyncSender<Message>>> = OnceLock::new();
+    QUEUE
+        .get_or_init(|| {
+            std::env::var_os("NOTIFY_SOCKET")?;
+            let (tx, rx) = sync_channel::<Message>(64);
+            let spawned = std::thread::Builder::new().name("sd-notify".into()).spawn(move || {
+                for msg in rx {
+                    match msg {
+                        Message::Text(text) => {
+                            if let Err(e) = sd_notify::notify(&[NotifyState::Custom(&text)]) {
+                                warn!("cannot notify the service manager: {e}");
+                            }
+                        }
+                        Message::Flush(done) => {
+                            let _ = done.send(());
+                        }
+                    }
+                }
+            });
+            match spawned {
+                Ok(_) => Some(tx),
+                Err(e) => {
+                    warn!("cannot start the notification thread ({e}); systemd will not hear from rapport");
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
+
 fn send(states: &[NotifyState<'_>]) {
-    if let Err(e) = sd_notify::notify(states) {
-        warn!("cannot notify the service manager: {e}");
+    let Some(queue) = queue() else { return };
+    let text: Vec<String> = states.iter().map(|s| s.to_string()).collect();
+    match queue.try_send(Message::Text(text.join("\n"))) {
+        Ok(()) => {}
+        Err(TrySendError::Full(_)) => debug!("the service manager is not reading; notification dropped"),
+        Err(TrySendError::Disconnected(_)) => warn!("the notification thread is gone"),
     }
+}
+
+/// Waits (at most `limit`) until every notification queued so far is sent: the last ones
+/// (`STOPPING=1`) must leave before the process exits.
+pub fn flush(limit: Duration) {
+    let Some(queue) = queue() else { return };
+    let until = Instant::now() + limit;
+    let (done_tx, done_rx) = sync_channel(1);
+    let mut msg = Message::Flush(done_tx);
+    loop {
+        match queue.try_send(msg) {
+            Ok(()) => break,
+            Err(TrySendError::Full(m)) if Instant::now() < until => {
+                msg = m;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(_) => return,
+        }
+    }
+    let _ = done_rx.recv_timeout(until.saturating_duration_since(Instant::now()));
 }
 
 /// The daemon is up: sources started, and `status` says what runs.

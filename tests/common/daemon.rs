@@ -6,17 +6,17 @@
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Generous bounds on waits that check behaviour, not speed.
 pub const PATIENCE: Duration = Duration::from_secs(120);
 
-/// The socket systemd would listen on for `sd_notify` messages.
+/// The socket systemd would listen on for `sd_notify` messages, read all the time by a thread
+/// of its own (as systemd does: a socket nobody reads fills up and blocks the sender).
 pub struct NotifySocket {
-    sock: UnixDatagram,
     pub path: PathBuf,
-    /// Every message received so far, in order (`READY=1\nSTATUS=...`).
-    pub received: Vec<String>,
+    received: Arc<Mutex<Vec<String>>>,
     _dir: tempfile::TempDir,
 }
 
@@ -25,30 +25,40 @@ impl NotifySocket {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("notify.sock");
         let sock = UnixDatagram::bind(&path).expect("bind the notify socket");
-        sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let sink = received.clone();
+        // Ends with the process (the socket file goes with the temp dir).
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 4096];
+            while let Ok(n) = sock.recv(&mut buf) {
+                sink.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        });
         NotifySocket {
-            sock,
             path,
-            received: Vec::new(),
+            received,
             _dir: dir,
         }
     }
 
-    /// Reads what has arrived, without waiting long.
-    pub fn drain(&mut self) {
-        let mut buf = vec![0u8; 4096];
-        while let Ok(n) = self.sock.recv(&mut buf) {
-            self.received.push(String::from_utf8_lossy(&buf[..n]).into_owned());
-        }
+    /// Every message received so far, in order (`READY=1\nSTATUS=...`).
+    pub fn messages(&self) -> Vec<String> {
+        self.received.lock().unwrap().clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.received.lock().unwrap().len()
     }
 
     /// Waits for a message with a line equal to `line` (e.g. `READY=1`) after the first
     /// `after` messages; returns its index. Panics after [`PATIENCE`].
-    pub fn wait_for(&mut self, line: &str, after: usize) -> usize {
+    pub fn wait_for(&self, line: &str, after: usize) -> usize {
         let deadline = Instant::now() + PATIENCE;
         loop {
             if let Some(i) = self
-                .received
+                .messages()
                 .iter()
                 .enumerate()
                 .skip(after)
@@ -60,14 +70,14 @@ impl NotifySocket {
             assert!(
                 Instant::now() < deadline,
                 "no {line} from the daemon; got {:?}",
-                self.received
+                self.messages()
             );
-            self.drain();
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
     pub fn has(&self, line: &str) -> bool {
-        self.received.iter().any(|m| m.lines().any(|l| l == line))
+        self.messages().iter().any(|m| m.lines().any(|l| l == line))
     }
 }
 
