@@ -156,4 +156,5 @@ pub async fn count_kind(store: &Store, kind: &str) -> i64 {
         .sum()
 }
 
+pub mod caldav;
 pub mod dovecot;
