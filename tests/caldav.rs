@@ -6,9 +6,13 @@
 //!
 //! | server   | quirk | handling |
 //! |----------|-------|----------|
-//! | Radicale | answers `sync-collection` with a sync token; PROPFIND answers `getctag` | incremental sync by token |
-//! | Xandikos | answers `sync-collection` with a sync token; principal at `/user/` whatever the login | incremental sync by token |
-//! | both     | a token refused with 403/409/5xx (seen from Radicale and Xandikos in the field) | one full listing resets it; without `sync-collection` the ETag listing is compared |
+//! | Radicale 3.1 | `sync-collection` works; a stale token is refused with 403 `valid-sync-token` | one full listing takes a fresh token |
+//! | Radicale 3.1 | GET of a collection (used as an ICS feed) ignores `If-None-Match` and answers 200 with the same ETag | the feed source compares ETag and body hash itself (tests/ics_feed.rs) |
+//! | Xandikos 0.2.8 | `sync-collection` works; a stale token makes it answer 500 | one full listing takes a fresh token |
+//! | Xandikos 0.2.8 | the principal is `/user/` whatever the login | discovery follows current-user-principal |
+//!
+//! Without any usable `sync-collection` Rapport compares the PROPFIND Depth 1 ETag listing
+//! (after a `getctag` check); neither server here needs that path.
 
 mod common;
 
@@ -18,6 +22,7 @@ use std::sync::Arc;
 use chrono::{Duration, TimeZone, Utc};
 use common::TestDb;
 use common::caldav::{DavKind, DavServer};
+use rapport::clock::Clock;
 use rapport::config::Config;
 use rapport::daemon::{CalendarTask, calendar_tasks};
 use rapport::sources::mail::MatchRules;
@@ -204,6 +209,25 @@ async fn lifecycle(db: TestDb, kind: DavKind) {
             Utc.with_ymd_and_hms(2026, 11, 11, 15, 30, 0).unwrap()
         )),
         "held at the moved occurrence's end: {held:?}"
+    );
+
+    // A sync token the server no longer knows: it refuses the report, one full listing
+    // takes a fresh token, and nothing counts twice.
+    let mut c = db.store.cursors_of("alice-dav").await.unwrap().remove(0);
+    let mut tok: serde_json::Value = serde_json::from_str(c.token.as_deref().unwrap()).unwrap();
+    let stale = format!("{}-stale", tok["sync_token"].as_str().unwrap());
+    tok["sync_token"] = serde_json::json!(stale);
+    c.token = Some(tok.to_string());
+    let mut tx = db.store.begin().await.unwrap();
+    tx.put_cursor(&c, db.clock.now()).await.unwrap();
+    tx.commit().await.unwrap();
+    sync(&t).await;
+    assert_eq!(counts(&db).await, after_held, "{kind:?}: after a stale token");
+    let c = db.store.cursors_of("alice-dav").await.unwrap().remove(0);
+    let tok: serde_json::Value = serde_json::from_str(c.token.as_deref().unwrap()).unwrap();
+    assert!(
+        tok["sync_token"].is_string() && tok["sync_token"] != stale.as_str(),
+        "{tok}"
     );
 
     // Delete the series' object: its occurrences are over or cancelled already, so nothing.

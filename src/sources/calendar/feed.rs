@@ -1,6 +1,7 @@
 //! ICS feeds: the "secret address" a Google or Outlook calendar publishes, or a local file.
 //! A URL is polled with `If-None-Match` / `If-Modified-Since`; an unchanged feed costs one
-//! request and no parsing. The feed is one calendar object read whole, so an event missing
+//! request and no parsing (a server that ignores the condition but sends the same ETag or the
+//! same bytes costs no parsing either). The feed is one calendar object read whole, so an event missing
 //! from it is gone. The URL holds a secret: it is never logged.
 
 use std::path::Path;
@@ -24,6 +25,19 @@ struct FeedValidators {
     last_modified: Option<String>,
     /// The window's first day when it was read: a moved window needs the whole feed again.
     window_start: Option<String>,
+    /// FNV-1a hash of the body, for servers that ignore conditional requests and send no ETag.
+    #[serde(default)]
+    content_hash: Option<String>,
+}
+
+/// FNV-1a, 64 bits: enough to tell whether a feed's bytes changed.
+fn content_hash(bytes: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
 }
 
 /// Reads the feed once and records what changed.
@@ -85,7 +99,8 @@ async fn sync_url(
         .unwrap_or_default();
     let window_start = window.start.date_naive().to_string();
     let mut req = client.get(url);
-    if before.window_start.as_deref() == Some(window_start.as_str()) {
+    let same_window = before.window_start.as_deref() == Some(window_start.as_str());
+    if same_window {
         if let Some(e) = &before.etag {
             req = req.header(reqwest::header::IF_NONE_MATCH, e);
         }
@@ -116,15 +131,23 @@ async fn sync_url(
             .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
             .map(str::to_owned)
     };
-    let after = FeedValidators {
+    let mut after = FeedValidators {
         etag: header(reqwest::header::ETAG),
         last_modified: header(reqwest::header::LAST_MODIFIED),
         window_start: Some(window_start),
+        content_hash: None,
     };
     let bytes = resp
         .bytes()
         .await
         .map_err(|e| SourceError::Transient(anyhow::anyhow!("reading the ICS feed: {}", e.without_url())))?;
+    after.content_hash = Some(content_hash(&bytes));
+    // Some servers (Radicale) answer a conditional GET with the whole, unchanged body.
+    let unchanged = same_window
+        && (after.content_hash == before.content_hash || (after.etag.is_some() && after.etag == before.etag));
+    if unchanged {
+        return Ok(ingestor.apply(&CalendarChanges::default(), window, None).await?);
+    }
     let text = String::from_utf8_lossy(&bytes);
     let cursor = SyncCursor {
         source_id: ingestor.calendar_id.clone(),
