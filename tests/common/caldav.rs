@@ -159,6 +159,34 @@ impl DavServer {
         );
     }
 
+    /// Replaces the whole collection with one iCalendar stream (Radicale splits it by UID).
+    pub async fn put_collection(&self, ics: String) {
+        let url = format!("http://127.0.0.1:{}{}", self.port, self.calendar_path);
+        let resp = self
+            .request("PUT", &url)
+            .header("Content-Type", "text/calendar; charset=utf-8")
+            .body(ics)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        assert!(
+            status.is_success(),
+            "PUT collection: {status} {}",
+            resp.text().await.unwrap_or_default()
+        );
+    }
+
+    /// The collection's URL with the test login in it.
+    pub fn calendar_url(&self) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, self.calendar_path)
+    }
+
+    /// A request with the test login, for clients that talk to the server directly.
+    pub fn raw(&self, method: &str, url: &str) -> reqwest::RequestBuilder {
+        self.request(method, url)
+    }
+
     pub async fn delete(&self, name: &str) {
         let resp = self.request("DELETE", &self.object_url(name)).send().await.unwrap();
         assert!(resp.status().is_success(), "DELETE {name}: {}", resp.status());
