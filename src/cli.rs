@@ -67,6 +67,10 @@ pub enum Command {
         #[arg(long)]
         mailbox: Option<String>,
     },
+    /// Progress toward targets per rep and goal: done, target, percent and pace.
+    Report(crate::report::command::ReportArgs),
+    /// Log an activity no mailbox sees: a call, visit, task or note.
+    Log(crate::report::command::LogArgs),
 }
 
 #[derive(Debug, Args)]
@@ -116,7 +120,7 @@ async fn open_store(config: &Config) -> Result<Store> {
 pub async fn execute(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Check => match Config::load(&cli.config) {
-            Ok(_) => Ok(ExitCode::SUCCESS),
+            Ok(config) => crate::report::command::check_targets(&config),
             Err(ConfigError::Invalid(d)) => {
                 eprintln!("{d}");
                 Ok(ExitCode::FAILURE)
@@ -243,6 +247,16 @@ pub async fn execute(cli: Cli) -> Result<ExitCode> {
             } else {
                 ExitCode::SUCCESS
             })
+        }
+        Command::Report(args) => {
+            let config = load_config(&cli.config)?;
+            let store = open_store(&config).await?;
+            crate::report::command::report(&store, &config, &args).await
+        }
+        Command::Log(args) => {
+            let config = load_config(&cli.config)?;
+            let store = open_store(&config).await?;
+            crate::report::command::log(&store, &config, &args).await
         }
         Command::Run(args) => {
             let config = load_config(&cli.config)?;

@@ -12,7 +12,9 @@
 //! | [`matcher`]  | Pure rules: internal / free-mail / company domains; observations → activities. |
 //! | [`activity`] | The activity vocabulary: kinds, directions, sources. |
 //! | [`store`]    | SQLite or PostgreSQL via sqlx: leads, activities (exactly once), cursors, health. |
-//! | [`report`]   | Counts and summaries read from the store. |
+//! | [`report`]   | Counts and summaries read from the store; periods, pace and progress toward targets. |
+//! | [`targets`]  | The targets file: goals per team or rep and period, proposal rules. |
+//! | [`http`]     | The HTTP listener: health, Prometheus metrics, the JSON API, the dashboard. |
 //! | [`daemon`]   | Wiring and supervision only: open the store, start sources, stop cleanly. |
 //! | [`cli`]      | The `rapport` command line. |
 //! | [`clock`]    | Injected time. |
@@ -24,8 +26,10 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod http;
 pub mod leads;
 pub mod matcher;
 pub mod report;
 pub mod sources;
 pub mod store;
+pub mod targets;

@@ -109,6 +109,7 @@ pub async fn run(
     options: RunOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
+    let targets = crate::targets::Targets::for_config(&config).context("loading the targets file")?;
     let store = prepare_store(&config, clock).await?;
     import_lead_files(&config, &store).await?;
     rematch_seen_mail(&config, &store).await?;
@@ -133,6 +134,7 @@ pub async fn run(
         }
         let counts = store.count_by_rep_and_kind(None, None).await?;
         print!("{}", report::summary_table(&config, &counts));
+        print!("{}", report::targets_summary(&store, &config, &targets).await?);
         store.close().await;
         return Ok(());
     }
@@ -141,6 +143,10 @@ pub async fn run(
     let mut supervisor = Supervisor::default();
     for t in tasks {
         supervisor.start(Arc::new(t), &cancel);
+    }
+    if config.http.enabled {
+        let server = crate::http::HttpServer::new(store.clone(), config.clone(), targets);
+        supervisor.start(Arc::new(server), &cancel);
     }
     let refresher = tokio::spawn(refresh_index(
         config.clone(),

@@ -3,5 +3,6 @@
 
 pub mod error;
 pub mod mail;
+pub mod manual;
 
 pub use error::{Backoff, SourceError};

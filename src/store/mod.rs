@@ -11,6 +11,7 @@ mod cursors;
 mod health;
 mod leads;
 mod mail;
+mod reports;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -25,6 +26,7 @@ pub use cursors::SyncCursor;
 pub use health::{HealthState, SourceHealth};
 pub use leads::{Lead, LeadColumns, NewLead, UpsertCounts};
 pub use mail::SeenMail;
+pub use reports::{ActivityFilter, SentMail, SourceSync};
 
 use crate::clock::SharedClock;
 use crate::config::{Config, redact_url};
