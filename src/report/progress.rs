@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::period::{PeriodBounds, business_days_left, elapsed_share, period_containing};
 use crate::activity::ActivityKind;
 use crate::config::{Config, RepConfig};
-use crate::store::Store;
+use crate::store::{RepGroup, Store};
 use crate::targets::{Goal, Metric, PeriodKind, Targets};
 
 /// Goals shown for a rep that has no target in the period: the numbers still matter.
@@ -130,18 +130,24 @@ pub async fn progress(
         .iter()
         .map(|p| glob_to_like(p))
         .collect();
-    for (b, ids) in groups.values() {
-        for c in store.count_for_reps(ids, b.start, b.end).await? {
-            kind_counts.insert((c.rep_id, c.kind), c.count);
-        }
-        for (rep, n) in store.first_contacts_for_reps(ids, b.start, b.end).await? {
-            first_contacts.insert(rep, n);
-        }
-        if !targets.proposals.is_empty() {
-            for m in store.proposal_candidates(ids, b.start, b.end, &subject_like).await? {
-                if targets.proposals.matches(m.subject.as_deref(), &m.attachments()) {
-                    *proposals.entry(m.rep_id.clone()).or_default() += 1;
-                }
+    let rep_groups: Vec<RepGroup<'_>> = groups
+        .values()
+        .map(|(b, ids)| RepGroup {
+            reps: ids,
+            from: b.start,
+            to: b.end,
+        })
+        .collect();
+    for c in store.count_for_reps(&rep_groups).await? {
+        kind_counts.insert((c.rep_id, c.kind), c.count);
+    }
+    for (rep, n) in store.first_contacts_for_reps(&rep_groups).await? {
+        first_contacts.insert(rep, n);
+    }
+    if !targets.proposals.is_empty() {
+        for m in store.proposal_candidates(&rep_groups, &subject_like).await? {
+            if targets.proposals.matches(m.subject.as_deref(), &m.attachments()) {
+                *proposals.entry(m.rep_id.clone()).or_default() += 1;
             }
         }
     }

@@ -26,7 +26,7 @@ pub use cursors::SyncCursor;
 pub use health::{HealthState, SourceHealth};
 pub use leads::{Lead, LeadColumns, NewLead, UpsertCounts};
 pub use mail::SeenMail;
-pub use reports::{ActivityFilter, SentMail, SourceSync};
+pub use reports::{ActivityFilter, RepGroup, SentMail, SourceSync};
 
 use crate::clock::SharedClock;
 use crate::config::{Config, redact_url};

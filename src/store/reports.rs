@@ -28,6 +28,14 @@ impl SentMail {
     }
 }
 
+/// Reps that share one period (the same time zone) and its bounds.
+#[derive(Debug, Clone, Copy)]
+pub struct RepGroup<'a> {
+    pub reps: &'a [String],
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+}
+
 /// Filters of an activity listing; every field is optional.
 #[derive(Debug, Clone, Default)]
 pub struct ActivityFilter {
@@ -65,59 +73,60 @@ where
 }
 
 impl Store {
-    /// Activities per rep and kind in `[from, to)`, for the given reps only.
-    pub async fn count_for_reps(
-        &self,
-        reps: &[String],
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-    ) -> Result<Vec<KindCount>> {
-        if reps.is_empty() {
+    /// Activities per rep and kind, each group of reps over its own `[from, to)` (reps in one
+    /// time zone share a period). One statement: a `UNION ALL` of one indexed range per group,
+    /// so the round trips do not grow with the number of zones.
+    pub async fn count_for_reps(&self, groups: &[RepGroup<'_>]) -> Result<Vec<KindCount>> {
+        let groups: Vec<&RepGroup<'_>> = groups.iter().filter(|g| !g.reps.is_empty()).collect();
+        if groups.is_empty() {
             return Ok(Vec::new());
         }
         with_pool!(self, |pool| {
-            let mut qb = QueryBuilder::new("SELECT rep_id, kind, COUNT(*) AS count FROM activities WHERE");
-            push_reps(&mut qb, "rep_id", reps);
-            qb.push(" AND occurred_at >= ").push_bind(from);
-            qb.push(" AND occurred_at < ").push_bind(to);
-            qb.push(" GROUP BY rep_id, kind ORDER BY rep_id, kind");
+            let mut qb = QueryBuilder::new("");
+            for (i, g) in groups.iter().enumerate() {
+                if i > 0 {
+                    qb.push(" UNION ALL ");
+                }
+                qb.push("SELECT rep_id, kind, COUNT(*) AS count FROM activities WHERE");
+                push_reps(&mut qb, "rep_id", g.reps);
+                qb.push(" AND occurred_at >= ").push_bind(g.from);
+                qb.push(" AND occurred_at < ").push_bind(g.to);
+                qb.push(" GROUP BY rep_id, kind");
+            }
             qb.build_query_as::<KindCount>().fetch_all(pool).await
         })
         .context("counting activities for a period")
     }
 
-    /// Per rep, the leads whose first outbound activity (by anyone) was theirs, in `[from, to)`.
-    pub async fn first_contacts_for_reps(
-        &self,
-        reps: &[String],
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-    ) -> Result<Vec<(String, i64)>> {
-        if reps.is_empty() {
+    /// Per rep, the leads whose first outbound activity (by anyone) was theirs, in the group's
+    /// `[from, to)`.
+    pub async fn first_contacts_for_reps(&self, groups: &[RepGroup<'_>]) -> Result<Vec<(String, i64)>> {
+        let groups: Vec<&RepGroup<'_>> = groups.iter().filter(|g| !g.reps.is_empty()).collect();
+        if groups.is_empty() {
             return Ok(Vec::new());
         }
         with_pool!(self, |pool| {
-            let mut qb = QueryBuilder::new("SELECT rep_id, COUNT(*) FROM lead_first_outbound WHERE");
-            push_reps(&mut qb, "rep_id", reps);
-            qb.push(" AND first_at >= ").push_bind(from);
-            qb.push(" AND first_at < ").push_bind(to);
-            qb.push(" GROUP BY rep_id");
+            let mut qb = QueryBuilder::new("");
+            for (i, g) in groups.iter().enumerate() {
+                if i > 0 {
+                    qb.push(" UNION ALL ");
+                }
+                qb.push("SELECT rep_id, COUNT(*) FROM lead_first_outbound WHERE");
+                push_reps(&mut qb, "rep_id", g.reps);
+                qb.push(" AND first_at >= ").push_bind(g.from);
+                qb.push(" AND first_at < ").push_bind(g.to);
+                qb.push(" GROUP BY rep_id");
+            }
             qb.build_query_as::<(String, i64)>().fetch_all(pool).await
         })
         .context("counting newly contacted leads")
     }
 
-    /// Sent mail in `[from, to)` of the given reps that may be a proposal: its subject matches
-    /// one of the SQL `LIKE` patterns, or it carried attachments. The caller applies the exact
-    /// rules.
-    pub async fn proposal_candidates(
-        &self,
-        reps: &[String],
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        subject_like: &[String],
-    ) -> Result<Vec<SentMail>> {
-        if reps.is_empty() {
+    /// Sent mail in each group's `[from, to)` that may be a proposal: its subject matches one of
+    /// the SQL `LIKE` patterns, or it carried attachments. The caller applies the exact rules.
+    pub async fn proposal_candidates(&self, groups: &[RepGroup<'_>], subject_like: &[String]) -> Result<Vec<SentMail>> {
+        let groups: Vec<&RepGroup<'_>> = groups.iter().filter(|g| !g.reps.is_empty()).collect();
+        if groups.is_empty() {
             return Ok(Vec::new());
         }
         let details_text = match self.backend() {
@@ -125,15 +134,22 @@ impl Store {
             Backend::Postgres => "details::text",
         };
         with_pool!(self, |pool| {
-            let mut qb = QueryBuilder::new("SELECT rep_id, subject, details FROM activities WHERE");
-            push_reps(&mut qb, "rep_id", reps);
-            qb.push(" AND kind = 'email_sent' AND occurred_at >= ").push_bind(from);
-            qb.push(" AND occurred_at < ").push_bind(to);
-            qb.push(format!(" AND ({details_text} LIKE '%\"attachments\"%'"));
-            for p in subject_like {
-                qb.push(" OR LOWER(subject) LIKE ").push_bind(p);
+            let mut qb = QueryBuilder::new("");
+            for (i, g) in groups.iter().enumerate() {
+                if i > 0 {
+                    qb.push(" UNION ALL ");
+                }
+                qb.push("SELECT rep_id, subject, details FROM activities WHERE");
+                push_reps(&mut qb, "rep_id", g.reps);
+                qb.push(" AND kind = 'email_sent' AND occurred_at >= ")
+                    .push_bind(g.from);
+                qb.push(" AND occurred_at < ").push_bind(g.to);
+                qb.push(format!(" AND ({details_text} LIKE '%\"attachments\"%'"));
+                for p in subject_like {
+                    qb.push(" OR LOWER(subject) LIKE ").push_bind(p.as_str());
+                }
+                qb.push(")");
             }
-            qb.push(")");
             qb.build_query_as::<SentMail>().fetch_all(pool).await
         })
         .context("reading sent mail for proposals")
