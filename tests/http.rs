@@ -103,14 +103,14 @@ fn strict_parse(text: &str) -> BTreeMap<String, f64> {
             "bad name in {line}"
         );
         assert!(typed.contains(name), "sample before its TYPE: {line}");
-        if let Some(labels) = series.strip_prefix(name) {
-            if !labels.is_empty() {
-                assert!(labels.starts_with('{') && labels.ends_with('}'), "{line}");
-                for pair in labels[1..labels.len() - 1].split("\",") {
-                    let (k, v) = pair.split_once("=\"").unwrap_or_else(|| panic!("bad label in {line}"));
-                    assert!(k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "{line}");
-                    assert!(!v.trim_end_matches('"').contains('"'), "{line}");
-                }
+        if let Some(labels) = series.strip_prefix(name)
+            && !labels.is_empty()
+        {
+            assert!(labels.starts_with('{') && labels.ends_with('}'), "{line}");
+            for pair in labels[1..labels.len() - 1].split("\",") {
+                let (k, v) = pair.split_once("=\"").unwrap_or_else(|| panic!("bad label in {line}"));
+                assert!(k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "{line}");
+                assert!(!v.trim_end_matches('"').contains('"'), "{line}");
             }
         }
         assert!(samples.insert(series.to_owned(), value).is_none(), "duplicate {series}");

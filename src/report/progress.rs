@@ -24,6 +24,9 @@ const DEFAULT_GOALS: [&str; 6] = [
     "new_leads_contacted",
 ];
 
+/// A period's `[start, end)`: reps whose periods have the same bounds are counted together.
+type PeriodKey = (DateTime<Utc>, DateTime<Utc>);
+
 /// Which reps a report covers.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum RepFilter {
@@ -110,7 +113,7 @@ pub async fn progress(
         }
     }
     // Reps in the same time zone share their period bounds: one set of queries per zone.
-    let mut groups: BTreeMap<(DateTime<Utc>, DateTime<Utc>), (PeriodBounds, Vec<String>)> = BTreeMap::new();
+    let mut groups: BTreeMap<PeriodKey, (PeriodBounds, Vec<String>)> = BTreeMap::new();
     let mut bounds_of: HashMap<&str, PeriodBounds> = HashMap::new();
     for rep in &reps {
         let b = period_containing(kind, at, rep.time_zone, targets.week_start);
