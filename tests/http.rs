@@ -548,3 +548,52 @@ async fn dashboard_in_headless_chromium() {
     assert!(png.len() > 10_000, "screenshot is suspiciously small");
     srv.stop().await;
 }
+
+/// `rapport run` starts the listener as one of its supervised tasks and stops it on shutdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_serves_http_as_a_supervised_task() {
+    let db = TestDb::sqlite().await;
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let config = Config::from_str(
+        Path::new("/tmp/rapport-http-test.yaml"),
+        &common::config_yaml(&db.url, &format!("http:\n  listen: 127.0.0.1:{port}\n")),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(config.http.enabled);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let daemon = tokio::spawn(run(
+        config,
+        Arc::new(db.clock.clone()),
+        RunOptions { once: false },
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    let client = reqwest::Client::new();
+    let mut answered = None;
+    for _ in 0..100 {
+        if let Ok(r) = client.get(format!("http://127.0.0.1:{port}/healthz")).send().await {
+            answered = Some(r.status());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        answered,
+        Some(reqwest::StatusCode::OK),
+        "the daemon never served /healthz"
+    );
+    stop_tx.send(()).unwrap();
+    daemon.await.unwrap().unwrap();
+    assert!(
+        client
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await
+            .is_err(),
+        "the listener is closed after shutdown"
+    );
+}
