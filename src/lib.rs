@@ -12,6 +12,7 @@
 //! | [`matcher`]  | Pure rules: internal / free-mail / company domains; observations → activities. |
 //! | [`activity`] | The activity vocabulary: kinds, directions, sources. |
 //! | [`store`]    | SQLite or PostgreSQL via sqlx: leads, activities (exactly once), cursors, health. |
+//! | [`sequences`] | Nurture sequences: YAML steps, scheduling, the outbox, SMTP sending, unsubscribes. |
 //! | [`report`]   | Counts and summaries read from the store. |
 //! | [`daemon`]   | Wiring and supervision only: open the store, start sources, stop cleanly. |
 //! | [`cli`]      | The `rapport` command line. |
@@ -27,5 +28,6 @@ pub mod daemon;
 pub mod leads;
 pub mod matcher;
 pub mod report;
+pub mod sequences;
 pub mod sources;
 pub mod store;

@@ -113,6 +113,7 @@ pub async fn run(
     import_lead_files(&config, &store).await?;
     rematch_seen_mail(&config, &store).await?;
     let (tasks, rules) = mailbox_tasks(&config, &store).await?;
+    let senders = crate::sequences::sender::start_senders(&config, &store).await?;
 
     if options.once {
         for t in &tasks {
@@ -131,6 +132,7 @@ pub async fn run(
                 }
             }
         }
+        crate::sequences::sender::send_due_once(&senders).await;
         let counts = store.count_by_rep_and_kind(None, None).await?;
         print!("{}", report::summary_table(&config, &counts));
         store.close().await;
@@ -141,6 +143,9 @@ pub async fn run(
     let mut supervisor = Supervisor::default();
     for t in tasks {
         supervisor.start(Arc::new(t), &cancel);
+    }
+    for s in senders {
+        supervisor.start(s, &cancel);
     }
     let refresher = tokio::spawn(refresh_index(
         config.clone(),

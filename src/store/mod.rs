@@ -11,6 +11,7 @@ mod cursors;
 mod health;
 mod leads;
 mod mail;
+mod sequences;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -25,6 +26,7 @@ pub use cursors::SyncCursor;
 pub use health::{HealthState, SourceHealth};
 pub use leads::{Lead, LeadColumns, NewLead, UpsertCounts};
 pub use mail::SeenMail;
+pub use sequences::{EnrollOutcome, Enrollment, LeadEvent, LeadForSending, NewOutbox, OutboxRow, SendStats};
 
 use crate::clock::SharedClock;
 use crate::config::{Config, redact_url};
