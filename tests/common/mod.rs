@@ -157,3 +157,4 @@ pub async fn count_kind(store: &Store, kind: &str) -> i64 {
 }
 
 pub mod dovecot;
+pub mod smtp;
