@@ -502,3 +502,145 @@ store_tests!(
     auto_reply_pauses,
     unsubscribe_one_click_and_mailto,
 );
+
+/// alice's mailbox on a Dovecot of its own (IMAP, plain on loopback).
+fn imap_mailbox(dovecot: &common::dovecot::Dovecot, pw_dir: &std::path::Path) -> String {
+    std::fs::write(pw_dir.join("alice.pw"), "alice-pw\n").unwrap();
+    format!(
+        "    kind: imap\n    host: 127.0.0.1\n    port: {}\n    tls: none\n    username: alice\n    password_file: {}\n    poll_interval: 1h\n",
+        dovecot.port(),
+        pw_dir.join("alice.pw").display()
+    )
+}
+
+/// The lead's reply, APPENDed to the rep's INBOX in Dovecot and read by mail capture, stops
+/// the sequence before its next step.
+async fn reply_in_dovecot_stops_the_sequence(db: TestDb) {
+    let sink = SmtpSink::start(&[]);
+    let dovecot = common::dovecot::Dovecot::start(&[("alice", "alice-pw")]);
+    let pw = tempfile::tempdir().unwrap();
+    db.clock.set(utc(2026, 11, 2, 9, 0));
+    let mb = imap_mailbox(&dovecot, pw.path());
+    let w = world(&db, &sink, THREE_STEPS, "      min_gap: 0s\n", Some(&mb)).await;
+    db.store
+        .upsert_leads(&[lead("sara@acme.example", "Sara Lind", None)], LeadColumns::all())
+        .await
+        .unwrap();
+    let id = enroll(&w, "sara@acme.example").await;
+    assert_eq!(pass(&w).await, 1);
+    let first = sink.messages()[0].message_id();
+    let reply = common::message(
+        "reply-1@acme.example",
+        "Sara Lind <sara@acme.example>",
+        "alice@example.com",
+        "Re: Hello Sara",
+        &format!("In-Reply-To: <{first}>\r\nReferences: <{first}>\r\n"),
+    );
+    let mut imap = common::dovecot::ImapSetup::login(dovecot.port(), "alice", "alice-pw");
+    imap.append("INBOX", &reply);
+    imap.logout();
+    let (tasks, _) = rapport::daemon::mailbox_tasks(&w.config, &db.store).await.unwrap();
+    for t in &tasks {
+        t.sync_once().await.unwrap();
+    }
+    assert_eq!(
+        count_kind(&db.store, "reply_received").await,
+        1,
+        "mail capture saw the reply"
+    );
+    db.clock.set(utc(2026, 11, 3, 9, 0));
+    assert_eq!(pass(&w).await, 0);
+    let e = db.store.enrollment(id).await.unwrap().unwrap();
+    assert_eq!(
+        (e.state.as_str(), e.stop_reason.as_deref()),
+        ("stopped", Some("replied"))
+    );
+    db.clock.set(utc(2026, 11, 10, 9, 0));
+    assert_eq!(pass(&w).await, 0);
+    assert_eq!(sink.messages().len(), 1);
+}
+
+/// Rows left in `sending` by a crash: the one whose copy is in Sent (found by `UID SEARCH
+/// HEADER Message-ID`) becomes sent and is not resent; the one not found is not resent by
+/// default but marked `unknown` and reported.
+async fn crash_reconciliation_searches_sent(db: TestDb) {
+    let sink = SmtpSink::start(&[]);
+    let dovecot = common::dovecot::Dovecot::start(&[("alice", "alice-pw")]);
+    let pw = tempfile::tempdir().unwrap();
+    db.clock.set(utc(2026, 11, 2, 9, 0));
+    let mb = imap_mailbox(&dovecot, pw.path());
+    let w = world(&db, &sink, THREE_STEPS, "      min_gap: 0s\n", Some(&mb)).await;
+    db.store
+        .upsert_leads(
+            &[
+                lead("sara@acme.example", "Sara Lind", None),
+                lead("omid@acme.example", "Omid Karimi", None),
+            ],
+            LeadColumns::all(),
+        )
+        .await
+        .unwrap();
+    let sara = enroll(&w, "sara@acme.example").await;
+    let omid = enroll(&w, "omid@acme.example").await;
+    // Simulate a crash inside the SMTP transaction: rows planned and marked sending, the
+    // enrollments leased, and one message (sara's) made it to the server, which kept a copy in Sent.
+    let lease_end = utc(2026, 11, 2, 9, 5);
+    let mut ids = Vec::new();
+    for (e, to) in [(sara, "sara@acme.example"), (omid, "omid@acme.example")] {
+        let claimed = db
+            .store
+            .claim_due("alice-mail", db.clock_now(), lease_end)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(claimed.id == e || claimed.id == sara || claimed.id == omid);
+        let mid = format!("crash-{e}@example.com");
+        let raw = String::from_utf8(common::message(&mid, "alice@example.com", to, "Hello", "")).unwrap();
+        let row = db
+            .store
+            .plan_outbox(&rapport::store::NewOutbox {
+                enrollment_id: e,
+                step_index: 0,
+                mailbox_id: "alice-mail",
+                message_id: &mid,
+                recipient: to,
+                subject: "Hello",
+                raw: &raw,
+                sender: "alice@example.com",
+            })
+            .await
+            .unwrap();
+        db.store.outbox_sending(row.id).await.unwrap();
+        ids.push((e, mid, raw));
+    }
+    let mut imap = common::dovecot::ImapSetup::login(dovecot.port(), "alice", "alice-pw");
+    imap.create("Sent");
+    imap.append("Sent", ids[0].2.as_bytes());
+    imap.logout();
+
+    // Within the lease nothing is touched (a live sender may be in the middle of it).
+    assert_eq!(w.sender.reconcile().await.unwrap(), 0);
+    db.clock.set(utc(2026, 11, 2, 9, 10));
+    assert_eq!(pass(&w).await, 0, "nothing is resent");
+    assert!(sink.messages().is_empty());
+    let s = db.store.outbox_for_step(sara, 0).await.unwrap().unwrap();
+    assert_eq!(s.state, "sent");
+    let o = db.store.outbox_for_step(omid, 0).await.unwrap().unwrap();
+    assert_eq!(o.state, "unknown");
+    assert_eq!(
+        count_kind(&db.store, "email_sent").await,
+        1,
+        "the found message counts once"
+    );
+    // Sara goes on with her next step later; Omid's enrollment is held.
+    let e = db.store.enrollment(sara).await.unwrap().unwrap();
+    assert_eq!((e.state.as_str(), e.next_step), ("active", 2));
+    assert_eq!(db.store.enrollment(omid).await.unwrap().unwrap().state, "held");
+    let status = rapport::sequences::commands::status(&w.engine, None).await.unwrap();
+    assert!(
+        status.contains(&format!("delivery unknown after a crash: <{}>", ids[1].1)),
+        "{status}"
+    );
+}
+
+store_tests!(reply_in_dovecot_stops_the_sequence, crash_reconciliation_searches_sent);

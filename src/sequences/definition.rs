@@ -567,6 +567,92 @@ mod tests {
         assert_eq!(WaitSpec::parse("3 fortnights"), None);
     }
 
+    fn errors(src: &str) -> String {
+        match Sequence::from_str(Path::new("seq/trial.yaml"), src) {
+            Ok(_) => panic!("accepted:\n{src}"),
+            Err(d) => d.to_string(),
+        }
+    }
+
+    const GOOD: &str = "name: T\nsteps:\n  - email:\n      subject: \"Hi {{ lead.first_name }}\"\n      body: |\n        Hello {{ lead.name }},\n        bye\n  - wait: 2 business days\n  - email: { reply_to_previous: true, body: \"again\" }\n";
+
+    #[test]
+    fn a_good_file_loads() {
+        let s = Sequence::from_str(Path::new("seq/trial.yaml"), GOOD).unwrap_or_else(|d| panic!("{d}"));
+        assert_eq!(s.id, "trial");
+        assert_eq!(s.steps.len(), 3);
+        assert_eq!(s.previous_email(2), Some(0));
+        assert_eq!(s.version, content_hash(GOOD));
+    }
+
+    #[test]
+    fn unknown_key_is_located() {
+        let e = errors(&GOOD.replace("name: T", "name: T\nwindoww: {}"));
+        assert!(e.contains("seq/trial.yaml:2:1: error: unknown key `windoww`"), "{e}");
+        assert!(e.contains("did you mean `window`?"), "{e}");
+    }
+
+    #[test]
+    fn bad_duration_is_located() {
+        let e = errors(&GOOD.replace("2 business days", "2 fortnights"));
+        assert!(
+            e.contains("seq/trial.yaml:8:11: error: `2 fortnights` is not a wait"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unknown_template_variable_is_located() {
+        let e = errors(&GOOD.replace("{{ lead.name }}", "{{ lead.nmae }}"));
+        assert!(
+            e.contains("seq/trial.yaml:6:18: error: unknown template variable `lead.nmae` in step 1 body"),
+            "{e}"
+        );
+        assert!(e.contains("did you mean `lead.name`?"), "{e}");
+        let e = errors(&GOOD.replace("{{ lead.first_name }}", "{{ leed.first_name }}"));
+        assert!(
+            e.contains("seq/trial.yaml:4:23: error: unknown template variable `leed.first_name`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn template_syntax_error_is_located() {
+        let e = errors(&GOOD.replace("bye", "{% if lead.name %}bye"));
+        assert!(e.contains("seq/trial.yaml:7:"), "{e}");
+        assert!(e.contains("template syntax error in step 1 body"), "{e}");
+    }
+
+    #[test]
+    fn bad_window_is_located() {
+        let e = errors(&GOOD.replace("name: T", "name: T\nwindow: { start: \"17:00\", end: \"09:00\" }"));
+        assert!(e.contains("seq/trial.yaml:2:"), "{e}");
+        assert!(e.contains("the window ends (09:00) before it starts (17:00)"), "{e}");
+        let e = errors(&GOOD.replace("name: T", "name: T\nwindow: { start: \"9am\", days: [mon, funday] }"));
+        assert!(e.contains("`9am` is not a time of day"), "{e}");
+        assert!(e.contains("`funday` is not a weekday"), "{e}");
+    }
+
+    #[test]
+    fn attributes_need_a_default_or_a_declaration() {
+        let src = GOOD.replace("bye", "{{ lead.plan }}");
+        assert!(errors(&src).contains("unknown template variable `lead.plan`"));
+        assert!(
+            Sequence::from_str(
+                Path::new("t.yaml"),
+                &src.replace("name: T", "name: T\nattributes: [plan]")
+            )
+            .is_ok()
+        );
+        assert!(
+            Sequence::from_str(
+                Path::new("t.yaml"),
+                &src.replace("name: T", "name: T\ndefaults: { lead.plan: basic }")
+            )
+            .is_ok()
+        );
+    }
+
     #[test]
     fn hash_changes_with_content() {
         assert_ne!(content_hash("a"), content_hash("b"));
