@@ -538,6 +538,9 @@ async fn reply_in_dovecot_stops_the_sequence(db: TestDb) {
     );
     let mut imap = common::dovecot::ImapSetup::login(dovecot.port(), "alice", "alice-pw");
     imap.append("INBOX", &reply);
+    // The server also kept a copy of the sent step in Sent (as Gmail does): the same activity.
+    imap.create("Sent");
+    imap.append("Sent", sink.messages()[0].raw.as_bytes());
     imap.logout();
     let (tasks, _) = rapport::daemon::mailbox_tasks(&w.config, &db.store).await.unwrap();
     for t in &tasks {
