@@ -63,9 +63,12 @@ impl Tx {
         let mut by_sequence: HashSet<(String, String)> = HashSet::new();
         for chunk in sent_by_mail.chunks(500) {
             let rows: Vec<(String, String)> = with_tx!(self, |conn| {
+                // Every message a sequence planned is in the outbox with its Message-ID before it
+                // is sent, so a copy seen in Sent before the send was recorded (a crash between
+                // the two) is recognised too; the sequence logs it when it records the send.
                 let mut qb = QueryBuilder::new(
-                    "SELECT rep_id, source_id FROM activities WHERE dedup_kind = 'email_sent' AND source = 'sequence'
-                     AND source_id IN (",
+                    "SELECT e.rep_id, o.message_id FROM outbox o JOIN enrollments e ON e.id = o.enrollment_id
+                     WHERE o.message_id IN (",
                 );
                 let mut sep = qb.separated(", ");
                 for id in chunk {
