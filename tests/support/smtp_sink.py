@@ -46,16 +46,12 @@ class Sink:
         tmp = os.path.join(self.args.dir, "." + name + ".tmp")
         with open(tmp, "wb") as f:
             f.write(head + data)
-            f.flush()
-            os.fsync(f.fileno())
         if self.args.copy_to:
             st = os.stat(self.args.copy_to)
             base = "%d.M%06dP%dQ%d.sink" % (int(time.time()), n, os.getpid(), n)
             t2 = os.path.join(self.args.copy_to, "tmp", base)
             with open(t2, "wb") as f:
                 f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
             os.chown(t2, st.st_uid, st.st_gid)
             os.chmod(t2, 0o600)
             os.rename(t2, os.path.join(self.args.copy_to, "new", base))
