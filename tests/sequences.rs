@@ -647,3 +647,46 @@ async fn crash_reconciliation_searches_sent(db: TestDb) {
 }
 
 store_tests!(reply_in_dovecot_stops_the_sequence, crash_reconciliation_searches_sent);
+
+/// `rapport check` names every mistake of a bad sequence file with file:line:column.
+#[test]
+fn check_locates_mistakes_in_sequence_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let seqs = dir.path().join("sequences");
+    std::fs::create_dir_all(&seqs).unwrap();
+    std::fs::write(
+        seqs.join("bad.yaml"),
+        "name: Bad\nwindow: { start: \"18:00\", end: \"09:00\" }\nstep_delay: 3\nsteps:\n  - email: { subject: \"Hi {{ lead.frist_name }}\", body: \"x\" }\n  - wait: 3 weeks\n",
+    )
+    .unwrap();
+    let cfg = dir.path().join("rapport.yaml");
+    std::fs::write(&cfg, common::config_yaml("sqlite://x.db", "sequences_dir: sequences\n")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rapport"))
+        .arg("--config")
+        .arg(&cfg)
+        .arg("check")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    let f = seqs.join("bad.yaml");
+    let f = f.display();
+    assert!(
+        err.contains(&format!("{f}:2:")) && err.contains("the window ends (09:00) before it starts (18:00)"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{f}:3:1: error: unknown key `step_delay`")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{f}:5:30: error: unknown template variable `lead.frist_name`")),
+        "{err}"
+    );
+    assert!(err.contains("did you mean `lead.first_name`?"), "{err}");
+    assert!(
+        err.contains(&format!("{f}:6:11: error: `3 weeks` is not a wait")),
+        "{err}"
+    );
+    assert!(err.contains("4 errors found"), "{err}");
+}

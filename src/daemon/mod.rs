@@ -304,6 +304,13 @@ pub async fn status_text(store: &Store, config: &Config) -> Result<String> {
             outbox.join(", ")
         }
     );
+    for r in store.outbox_in_state(None, "unknown").await? {
+        let _ = writeln!(
+            out,
+            "  delivery unknown after a crash (not resent): <{}> to {} via {}",
+            r.message_id, r.recipient, r.mailbox_id
+        );
+    }
     let _ = writeln!(out, "\nsources:");
     let ids = config
         .mailboxes
