@@ -690,3 +690,58 @@ fn check_locates_mistakes_in_sequence_files() {
     );
     assert!(err.contains("4 errors found"), "{err}");
 }
+
+/// Enroll rules enroll leads as they are imported; preview renders every step with its time
+/// without sending; upcoming counts what is due per mailbox against the cap.
+async fn enroll_rules_preview_and_upcoming(db: TestDb) {
+    let sink = SmtpSink::start(&[]);
+    db.clock.set(utc(2026, 11, 6, 15, 0)); // Friday 16:00 in Berlin
+    let with_rule = THREE_STEPS.replace(
+        "name: Trial follow-up\n",
+        "name: Trial follow-up\nenroll: [{ status: trial }]\n",
+    );
+    let w = world(&db, &sink, &with_rule, "      min_gap: 0s\n      daily_cap: 5\n", None).await;
+    let preview_lead = lead("nina@acme.example", "Nina Berg", Some("Europe/Berlin"));
+    db.store
+        .upsert_leads(
+            &[NewLead {
+                status: Some("customer".into()),
+                ..preview_lead
+            }],
+            LeadColumns::all(),
+        )
+        .await
+        .unwrap();
+    let text = rapport::sequences::commands::preview(&w.engine, "trial", "nina@acme.example")
+        .await
+        .unwrap();
+    assert!(
+        text.contains("step 1: email at Fri 2026-11-06 16:00 CET\nSubject: Hello Nina"),
+        "{text}"
+    );
+    assert!(
+        text.contains("step 3: email at Mon 2026-11-09 16:00 CET\nSubject: Re: Hello Nina"),
+        "{text}"
+    );
+    assert!(
+        text.contains("step 5: task at Wed 2026-11-11 16:00 CET: Call Nina Berg"),
+        "{text}"
+    );
+    assert!(sink.messages().is_empty(), "preview sends nothing");
+
+    // Leads arrive while the daemon runs: the rule (status trial) enrolls them on the next pass.
+    let leads: Vec<NewLead> = (0..7)
+        .map(|i| lead(&format!("t{i}@acme.example"), "Tia Trial", None))
+        .collect();
+    db.store.upsert_leads(&leads, LeadColumns::all()).await.unwrap();
+    assert_eq!(pass(&w).await, 5, "the daily cap");
+    assert_eq!(
+        db.store.enrollments(None, None).await.unwrap().len(),
+        7,
+        "the customer is not enrolled"
+    );
+    let up = rapport::sequences::commands::upcoming(&w.engine, 7).await.unwrap();
+    assert!(up.contains("alice-mail           2026-11-06        2      5"), "{up}");
+}
+
+store_tests!(enroll_rules_preview_and_upcoming);

@@ -42,6 +42,8 @@ pub struct MailboxSender {
     pub imap: Option<ImapConfig>,
     pub limits: MailboxLimits,
     client: SmtpClient,
+    /// The leads' version when enroll rules last ran: they run again when leads change.
+    leads_seen: std::sync::Mutex<Option<(i64, Option<DateTime<Utc>>)>>,
 }
 
 /// Where the sent copy lives: the folder flagged `\Sent`, else `Sent`.
@@ -128,6 +130,7 @@ impl MailboxSender {
             imap,
             limits,
             client,
+            leads_seen: std::sync::Mutex::new(None),
         })
     }
 
@@ -248,6 +251,12 @@ impl MailboxSender {
     pub async fn pass(&self, cancel: &CancellationToken) -> Result<PassReport> {
         let mut report = PassReport::default();
         self.reconcile().await?;
+        let version = self.store().leads_version().await?;
+        let changed = *self.leads_seen.lock().unwrap_or_else(|e| e.into_inner()) != Some(version);
+        if changed {
+            self.engine.apply_enroll_rules().await?;
+            *self.leads_seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(version);
+        }
         if let (Some(key), Some(addr)) = (
             &self.engine.unsubscribe_key,
             &self.engine.config.sequences.unsubscribe_address,
