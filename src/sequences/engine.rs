@@ -313,8 +313,7 @@ impl Engine {
         let mut auto_seen = e.auto_reply_seen_at;
         if let Some(ar) = events
             .iter()
-            .filter(|ev| ev.kind == "auto_reply" && e.auto_reply_seen_at.is_none_or(|s| ev.occurred_at > s))
-            .next_back()
+            .rfind(|ev| ev.kind == "auto_reply" && e.auto_reply_seen_at.is_none_or(|s| ev.occurred_at > s))
         {
             let stated = ar
                 .subject
