@@ -455,7 +455,7 @@ impl Engine {
                                 occurred_at: now,
                                 source: SourceKind::Sequence,
                                 source_id: row.message_id.clone(),
-                                thread_key: Some(self.thread_root(e.id, &row).await?),
+                                thread_key: Some(thread_root(&row)),
                                 subject: Some(row.subject.clone()),
                                 direction: Direction::Outbound,
                                 lead_ids: vec![lead.id],
@@ -531,19 +531,6 @@ impl Engine {
     async fn skip(&self, e: &Enrollment, step: usize, lead: &LeadForSending, why: &anyhow::Error) -> Result<Progress> {
         warn!(enrollment = e.id, lead = %lead.email, "lead skipped: {why:#}");
         self.stop(e, step, "skipped", &format!("{why:#}")).await
-    }
-
-    /// The first Message-ID of this enrollment's thread (mail capture keys threads the same way).
-    async fn thread_root(&self, enrollment_id: i64, row: &OutboxRow) -> Result<String> {
-        let raw = &row.raw;
-        let refs = raw
-            .lines()
-            .take_while(|l| !l.is_empty())
-            .find_map(|l| l.strip_prefix("References: "))
-            .and_then(|r| r.split_whitespace().next())
-            .map(|r| r.trim_matches(['<', '>']).to_owned());
-        let _ = enrollment_id;
-        Ok(refs.unwrap_or_else(|| row.message_id.clone()))
     }
 
     pub fn render_context(
@@ -688,4 +675,16 @@ impl Engine {
             .await?;
         Ok(Ok(row))
     }
+}
+
+/// The first Message-ID of a sent message's thread (its first `References` entry, else its own
+/// id): mail capture keys threads the same way.
+pub(crate) fn thread_root(row: &OutboxRow) -> String {
+    row.raw
+        .lines()
+        .take_while(|l| !l.is_empty())
+        .find_map(|l| l.strip_prefix("References: "))
+        .and_then(|r| r.split_whitespace().next())
+        .map(|r| r.trim_matches(['<', '>']).to_owned())
+        .unwrap_or_else(|| row.message_id.clone())
 }

@@ -184,7 +184,7 @@ impl MailboxSender {
                         occurred_at: row.attempted_at.unwrap_or(now),
                         source: SourceKind::Sequence,
                         source_id: row.message_id.clone(),
-                        thread_key: Some(row.message_id.clone()),
+                        thread_key: Some(super::engine::thread_root(&row)),
                         subject: Some(row.subject.clone()),
                         direction: Direction::Outbound,
                         lead_ids: vec![e.lead_id],
