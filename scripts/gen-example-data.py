@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Generates Rapport's bundled example data (the mail behind config/example.yaml) and checks it.
 
-    scripts/gen-example-data.py          rewrite config/example/{leads.csv,mail/,expected.json}, then check
+    scripts/gen-example-data.py          rewrite config/example/{leads.csv,mail/,calendars/,expected.json}, then check
     scripts/gen-example-data.py --check  only check the files on disk
 
 What is made: ~60 leads at 20 fictional companies (plus four on free-mail), and a Maildir++ per
@@ -10,6 +10,10 @@ mostly ordinary sales threads, plus the cases the matcher must get right: auto-r
 newsletters, internal mail, unknown senders and odd headers (see alice_cases, bob_cases,
 chiara_cases, background). Everything is drawn from random.Random(2026): the output is
 byte-for-byte the same on every run.
+
+Each rep also gets a calendar (`calendars/<rep>.ics`): meetings with leads in October 2026 (held,
+whatever "now" is after that) and in 2031 (booked, far enough ahead for any test clock), plus the
+cases that must not count (declined, internal only, unknown guests, cancelled) and broken items.
 
 expected.json says, per message file, what Rapport should log for the rep whose mailbox holds
 it. The generator writes down the *intent* of each scenario; `--check` re-reads the files with
@@ -34,6 +38,8 @@ UTC = timezone.utc
 START, END = datetime(2026, 10, 1, 6, tzinfo=UTC), datetime(2026, 11, 27, 16, tzinfo=UTC)
 INTERNAL = "example.com"
 KINDS = ("email_sent", "email_received", "reply_received", "auto_reply", "bounce")
+MEETING_KINDS = ("meeting_booked", "meeting_held")
+CALENDARS = OUT / "calendars"
 NOREPLY = {"noreply", "no-reply", "donotreply", "notifications", "mailer-daemon"}
 AUTO_SUBJECTS = ("Automatic reply:", "Auto: ", "Out of Office:", "Out of office", "Abwesenheitsnotiz",
                  "Automatische Antwort", "Réponse automatique", "Absence", "Respuesta automática",
@@ -666,6 +672,121 @@ def background(w: World):
     w.files.append(Filed("bob", "INBOX", None, junk, None, "broken file: binary junk, no headers", []))
 
 
+# --- calendars -------------------------------------------------------------------------------------
+
+def ics_time(t: datetime, tz: str | None) -> str:
+    """`;TZID=zone:local` for a zone, `:...Z` for UTC."""
+    if tz is None:
+        return ":" + t.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f";TZID={tz}:" + t.astimezone(ZoneInfo(tz)).strftime("%Y%m%dT%H%M%S")
+
+
+def ics_fold(line: str) -> str:
+    """RFC 5545 folding: lines longer than 75 octets continue after CRLF + space."""
+    out, b = [], line.encode()
+    while len(b) > 75:
+        cut = 75
+        while (b[cut] & 0xC0) == 0x80:  # never inside a UTF-8 sequence
+            cut -= 1
+        out.append(b[:cut].decode())
+        b = b" " + b[cut:]
+    out.append(b.decode())
+    return "\r\n".join(out)
+
+
+def calendars(w: World) -> list[dict]:
+    """One ICS file per rep; returns what each event must become."""
+    rng = random.Random(4)  # its own stream: the mail above stays byte-for-byte the same
+    shutil.rmtree(CALENDARS, ignore_errors=True)
+    CALENDARS.mkdir(parents=True)
+    expected = []
+    stamp = "20261020T120000Z"
+    for rep, me in REPS.items():
+        events: list[list[str]] = []
+        n = 0
+
+        def event(summary, start, minutes, people, *, kinds, why, tz=me.tz, organizer=me, extra=(),
+                  declined=False, status=None):
+            nonlocal n
+            n += 1
+            uid = f"{rep}-{n:03d}@calendar.example.com"
+            lines = [f"UID:{uid}", f"DTSTAMP:{stamp}", f"CREATED:{stamp}", f"SUMMARY:{summary}",
+                     "DTSTART" + ics_time(start, tz), "DTEND" + ics_time(start + timedelta(minutes=minutes), tz),
+                     f"ORGANIZER;CN={organizer.name}:mailto:{organizer.addr}"]
+            for p in [me] + people:
+                stat = "DECLINED" if declined and p is me else "ACCEPTED"
+                lines.append(f'ATTENDEE;CN="{p.name}";PARTSTAT={stat}:mailto:{p.addr}')
+            if status:
+                lines.append(f"STATUS:{status}")
+            lines += list(extra)
+            events.append(lines)
+            expected.append({"rep": rep, "uid": uid, "expected": kinds, "why": why})
+            return uid
+
+        def past(first=0, last=27):
+            t = START + timedelta(days=rng.randint(first, last), minutes=rng.randrange(10 * 60))
+            return w.office(t, me.tz).replace(second=0, microsecond=0)
+
+        def future():
+            t = datetime(2031, 3, 3, 8, tzinfo=UTC) + timedelta(days=rng.randint(0, 60), minutes=rng.randrange(9 * 60))
+            return w.office(t, me.tz).replace(second=0, microsecond=0)
+
+        for i in range(rng.randint(4, 7)):
+            lead = w.lead(rep, i=i)
+            event(f"Call with {lead.name}", past(), rng.choice([30, 45, 60]), [lead], kinds=["meeting_held"],
+                  why="a meeting with a lead in October: held")
+        for i in range(rng.randint(2, 4)):
+            lead = w.lead(rep, i=i + 3)
+            event(f"Demo for {w.company(lead)['company']}", future(), 60, [lead], kinds=["meeting_booked"],
+                  why="a meeting with a lead in 2031: booked")
+        lead = w.lead(rep, i=1)
+        event(f"Weekly check-in with {lead.name}", datetime(2026, 10, 5, 9, tzinfo=ZoneInfo(me.tz)), 30, [lead],
+              kinds=["meeting_held"] * 3, why="weekly series of 4 in October, one excluded: 3 held",
+              tz=None if rep == "bob" else me.tz,
+              extra=["RRULE:FREQ=WEEKLY;COUNT=4",
+                     "EXDATE" + ics_time(datetime(2026, 10, 12, 9, tzinfo=ZoneInfo(me.tz)), None if rep == "bob" else me.tz)])
+        lead = w.lead(rep, i=2)
+        first = datetime(2031, 5, 6, 15, tzinfo=ZoneInfo(me.tz))
+        uid = event(f"Onboarding with {lead.name}", first, 60, [lead], kinds=["meeting_booked"] * 3,
+                    why="weekly series of 3 in 2031, the second moved by an hour: 3 booked",
+                    extra=["RRULE:FREQ=WEEKLY;COUNT=3"])
+        events.append([f"UID:{uid}", f"DTSTAMP:{stamp}", "RECURRENCE-ID" + ics_time(first + timedelta(days=7), me.tz),
+                       "DTSTART" + ics_time(first + timedelta(days=7, hours=1), me.tz),
+                       "DTEND" + ics_time(first + timedelta(days=7, hours=2), me.tz),
+                       f"SUMMARY:Onboarding with {lead.name} (moved)"])
+        n += 1
+        visit = f"{rep}-{n:03d}@calendar.example.com"
+        events.append([f"UID:{visit}", f"DTSTAMP:{stamp}", "DTSTART;VALUE=DATE:20261014",
+                       f"SUMMARY:Site visit at {w.company(lead)['company']}",
+                       f"ATTENDEE;PARTSTAT=ACCEPTED:mailto:{me.addr}", f"ATTENDEE;PARTSTAT=ACCEPTED:mailto:{lead.addr}"])
+        expected.append({"rep": rep, "uid": visit, "expected": ["meeting_held"],
+                         "why": "an all-day visit without DTEND in October: held"})
+        lead = w.lead(rep, i=4)
+        event(f"Intro with {lead.name}", past(), 30, [lead], kinds=[], organizer=lead, declined=True,
+              why="the rep declined: not held")
+        event("Pipeline review", past(), 60, [DAVE, ERIN], kinds=[], why="internal only: no lead")
+        stranger = Person("Pat Random", f"pat.random{rng.randrange(100)}@yahoo.com", "UTC")
+        event("Coffee", past(), 30, [stranger], kinds=[], why="a free-mail guest who is no lead")
+        lead = w.lead(rep, i=5)
+        event(f"Follow-up with {lead.name}", future(), 30, [lead], kinds=[], status="CANCELLED",
+              why="cancelled before it was ever seen: nothing")
+        broken = {"alice": ("DTSTART;TZID=Mars/Olympus:20261015T100000", "an unknown TZID: skipped"),
+                  "bob": ("SUMMARY:no start at all", "no DTSTART: skipped"),
+                  "chiara": ("DTSTART;TZID=Europe/Rome:2026-10-15", "a malformed date: skipped")}[rep]
+        n += 1
+        events.append([f"UID:{rep}-{n:03d}@calendar.example.com", f"DTSTAMP:{stamp}", broken[0],
+                       f"ATTENDEE:mailto:{w.lead(rep, i=0).addr}"])
+        expected.append({"rep": rep, "uid": f"{rep}-{n:03d}@calendar.example.com", "expected": [], "why": broken[1]})
+        body = ["BEGIN:VCALENDAR", "VERSION:2.0", f"PRODID:-//Example Inc.//{me.name}//EN", "CALSCALE:GREGORIAN"]
+        for lines in events:
+            body += ["BEGIN:VEVENT"] + lines + ["END:VEVENT"]
+        body.append("END:VCALENDAR")
+        text = "\r\n".join(ics_fold(l) for l in body) + "\r\n"
+        # Chiara's calendar app writes a byte-order mark.
+        (CALENDARS / f"{rep}.ics").write_bytes(("\ufeff" if rep == "chiara" else "").encode() + text.encode())
+    return expected
+
+
 # --- writing it out --------------------------------------------------------------------------------
 
 def generate() -> dict:
@@ -697,18 +818,24 @@ def generate() -> dict:
     messages = [{"rep": f.rep, "folder": f.folder, "file": f.file, "message_id": f.msg.mid if f.msg else None,
                  "expected": f.expected, "why": f.why, "leads": f.leads}
                 for f in sorted(w.files, key=lambda f: (f.rep, f.folder, f.file))]
+    meetings = calendars(w)
     doc = {"generator": "scripts/gen-example-data.py", "files_relative_to": "config/example",
-           **summarize(messages, {l.email for l in w.leads}), "messages": messages}
+           **summarize(messages, {l.email for l in w.leads}, meetings), "messages": messages,
+           "meetings": meetings}
     (OUT / "expected.json").write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return doc
 
 
-def summarize(messages: list[dict], lead_emails: set[str]) -> dict:
-    """Totals per rep, counting each (rep, kind, Message-ID) once; bounced and auto-created leads."""
+def summarize(messages: list[dict], lead_emails: set[str], meetings: list[dict]) -> dict:
+    """Totals per rep, counting each (rep, kind, Message-ID) once, and each meeting occurrence
+    once per kind; bounced and auto-created leads."""
     counted = [m for m in messages if m["expected"]]
     keys = {(m["rep"], m["expected"], m["message_id"] or m["file"]) for m in counted}
-    return {"per_rep": {rep: {k: sum(1 for r, kind, _ in keys if (r, kind) == (rep, k)) for k in KINDS}
-                        for rep in REPS},
+    per_rep = {rep: {k: sum(1 for r, kind, _ in keys if (r, kind) == (rep, k)) for k in KINDS} for rep in REPS}
+    for rep in REPS:
+        for k in MEETING_KINDS:
+            per_rep[rep][k] = sum(m["expected"].count(k) for m in meetings if m["rep"] == rep)
+    return {"per_rep": per_rep,
             "bounced_addresses": sorted({a for m in counted if m["expected"] == "bounce" for a in m["leads"]}),
             "auto_created_leads": sorted({a for m in counted for a in m["leads"]} - lead_emails)}
 
@@ -765,6 +892,40 @@ def classify(msg, own: set[str], sent_ids: set[str], leads: set[str], free: set[
     return "email_received", found
 
 
+def derive_meetings(leads: set[str], free: set[str]) -> list[dict]:
+    """Rapport's meeting rules, re-applied to the ICS files with a reader of their own: held before
+    2027, booked after; nothing when cancelled, declined by the rep, or with no lead; a series
+    counts COUNT minus its EXDATEs; events without a readable DTSTART are skipped."""
+    companies = {a.split("@")[1] for a in leads} - free
+    out = []
+    for path in sorted(CALENDARS.glob("*.ics")):
+        rep = path.stem
+        text = path.read_bytes().decode("utf-8-sig").replace("\r\n ", "")
+        for block in re.findall(r"BEGIN:VEVENT\r\n(.*?)END:VEVENT", text, re.S):
+            props = [(l.split(":", 1)[0], l.split(":", 1)[1]) for l in block.split("\r\n") if ":" in l]
+            get = lambda name: [v for k, v in props if k.split(";")[0] == name]
+            if get("RECURRENCE-ID"):
+                continue
+            uid, kinds = get("UID")[0], []
+            start = next((k + ":" + v for k, v in props if k.split(";")[0] == "DTSTART"), None)
+            m = re.match(r"DTSTART(?:;TZID=([^:;]+)|;VALUE=DATE)?:(\d{8})(T\d{6}Z?)?$", start or "")
+            try:
+                ok = m is not None and (m.group(1) is None or ZoneInfo(m.group(1)) is not None)
+            except Exception:
+                ok = False
+            if ok:
+                people = [v.lower().removeprefix("mailto:") for k, v in props if k.split(";")[0] in ("ATTENDEE", "ORGANIZER")]
+                declined = any(v.lower().removeprefix("mailto:") in OWN[rep] and "PARTSTAT=DECLINED" in k
+                               for k, v in props if k.startswith("ATTENDEE"))
+                lead = any(a in leads or a.split("@")[1] in companies for a in people if a not in OWN[rep]
+                           and a.split("@")[1] != INTERNAL)
+                n = int(re.search(r"COUNT=(\d+)", " ".join(get("RRULE")) or "COUNT=1").group(1)) - len(get("EXDATE"))
+                if lead and not declined and "CANCELLED" not in get("STATUS"):
+                    kinds = ["meeting_held" if m.group(2) < "2027" else "meeting_booked"] * n
+            out.append({"rep": rep, "uid": uid, "expected": kinds})
+    return out
+
+
 def check() -> bool:
     doc = json.loads((OUT / "expected.json").read_text(encoding="utf-8"))
     with open(OUT / "leads.csv", newline="", encoding="utf-8") as fh:
@@ -797,7 +958,14 @@ def check() -> bool:
                     problems.append(f"{f}: Date {m['Date']} is outside Oct 1 – Nov 27 2026")
             if m["From"] and re.search(rb"(?<!\r)\n", files[f]):
                 problems.append(f"{f}: a line ends in a bare LF, not CRLF")
-    summary = summarize(derived, leads)
+    meetings = derive_meetings(leads, free)
+    recorded_meetings = {(m["rep"], m["uid"]): sorted(m["expected"]) for m in doc.get("meetings", [])}
+    for m in meetings:
+        want = recorded_meetings.pop((m["rep"], m["uid"]), None)
+        if want != sorted(m["expected"]):
+            problems.append(f"meeting {m['uid']}: recorded {want}, the rules give {m['expected']}")
+    problems += [f"meeting {uid}: in expected.json, not in {rep}.ics" for rep, uid in recorded_meetings]
+    summary = summarize(derived, leads, meetings)
     for key in ("per_rep", "bounced_addresses", "auto_created_leads"):
         if summary[key] != doc[key]:
             problems.append(f"{key}: expected.json has {doc[key]}, the rules give {summary[key]}")

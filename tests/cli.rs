@@ -225,6 +225,24 @@ fn main_job_explain_and_verify_on_the_example() {
         .map(|v| v.as_i64().unwrap())
         .sum();
     assert!(alice.trim_end().ends_with(&total.to_string()), "{out}");
+    // Every kind has its column, meetings from the bundled calendars included.
+    let header: Vec<&str> = out.lines().next().unwrap().split_whitespace().collect();
+    assert!(
+        header.contains(&"meeting_booked") && header.contains(&"meeting_held"),
+        "{out}"
+    );
+    for line in out.lines().skip(1) {
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        for (kind, n) in expected["per_rep"][cells[0]].as_object().unwrap() {
+            let col = header.iter().position(|h| h == kind).unwrap();
+            assert_eq!(
+                cells[col],
+                n.as_i64().unwrap().to_string(),
+                "{} {kind}: {out}",
+                cells[0]
+            );
+        }
+    }
 
     let reply = expected["messages"]
         .as_array()

@@ -272,11 +272,18 @@ async fn importing_leads_later_links_mail_already_seen(db: TestDb) {
         got.insert((c.rep_id.clone(), c.kind.clone()), c.count);
     }
     eprintln!("GOT {got:?}");
+    // Mail only: meetings are matched when their calendar is read, not again after an import.
     let want: i64 = exp["per_rep"]
         .as_object()
         .unwrap()
         .values()
-        .flat_map(|k| k.as_object().unwrap().values().map(|v| v.as_i64().unwrap()))
+        .flat_map(|k| {
+            k.as_object()
+                .unwrap()
+                .iter()
+                .filter(|(kind, _)| !kind.starts_with("meeting_"))
+                .map(|(_, v)| v.as_i64().unwrap())
+        })
         .sum();
     assert_eq!(linked as i64, want);
     let counts = db.store.count_by_rep_and_kind(None, None).await.unwrap();

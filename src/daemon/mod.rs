@@ -1,6 +1,7 @@
 //! Wires the parts together and supervises them: open the store, import seed leads, start
 //! one task per mailbox, stop cleanly within the shutdown deadline. No business logic here.
 
+mod calendar;
 mod mailbox;
 pub mod notify;
 pub mod reload;
@@ -16,6 +17,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+pub use calendar::CalendarTask;
 pub use mailbox::MailboxTask;
 pub use reload::{ReloadOutcome, Reloader};
 pub use supervisor::{Beat, HEARTBEAT_EVERY, Heartbeats, Supervised, Supervisor};
@@ -56,6 +58,19 @@ pub async fn mailbox_tasks(config: &Config, store: &Store) -> Result<(Vec<Mailbo
         });
     }
     Ok((tasks, rules))
+}
+
+/// One task per configured calendar, sharing the matching rules.
+pub fn calendar_tasks(config: &Config, store: &Store, rules: &Arc<MatchRules>) -> Result<Vec<CalendarTask>> {
+    let mut tasks = Vec::new();
+    for cal in &config.calendars {
+        let rep = config
+            .calendar_owner(&cal.id)
+            .with_context(|| format!("calendar {} belongs to no rep", cal.id))?;
+        let ingestor = crate::sources::calendar::CalendarIngestor::new(store.clone(), &cal.id, rep, rules.clone());
+        tasks.push(CalendarTask::new(cal.clone(), Arc::new(ingestor)));
+    }
+    Ok(tasks)
 }
 
 /// Matches mail seen earlier without a lead against the leads known now, so that importing a
@@ -118,6 +133,7 @@ pub async fn run(
     import_lead_files(&config, &store).await?;
     rematch_seen_mail(&config, &store).await?;
     let (tasks, rules) = mailbox_tasks(&config, &store).await?;
+    let calendars = calendar_tasks(&config, &store, &rules)?;
 
     if options.once {
         for t in &tasks {
@@ -136,6 +152,22 @@ pub async fn run(
                 }
             }
         }
+        for c in &calendars {
+            match c.sync_once().await {
+                Ok(stats) => c.ingestor.synced(c.kind(), &stats).await,
+                Err(e) => {
+                    error!(calendar = %c.config.id, "sync failed: {e:#}");
+                    let state = if e.is_auth() {
+                        crate::store::HealthState::AuthFailed
+                    } else {
+                        crate::store::HealthState::Failed
+                    };
+                    store
+                        .set_health(&c.config.id, c.kind(), state, Some(&format!("{e:#}")))
+                        .await?;
+                }
+            }
+        }
         let counts = store.count_by_rep_and_kind(None, None).await?;
         print!("{}", report::summary_table(&config, &counts));
         store.close().await;
@@ -146,6 +178,9 @@ pub async fn run(
     let mut supervisor = Supervisor::default();
     for t in tasks {
         supervisor.start(Arc::new(t), &cancel);
+    }
+    for c in calendars {
+        supervisor.start(Arc::new(c), &cancel);
     }
     let mut reloader = Reloader::new(config.clone(), store.clone(), rules);
     let refresher = tokio::spawn(refresh_index(
@@ -158,6 +193,7 @@ pub async fn run(
     info!(
         reps = config.reps.len(),
         mailboxes = config.mailboxes.len(),
+        calendars = config.calendars.len(),
         "rapport is running"
     );
     notify::ready(&format!("running: {} mailboxes", config.mailboxes.len()));

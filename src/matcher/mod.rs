@@ -6,6 +6,7 @@ pub mod auto_reply;
 pub mod domains;
 pub mod index;
 pub mod mail;
+pub mod meeting;
 
 pub use domains::{DomainClass, DomainRules};
 pub use index::LeadIndex;

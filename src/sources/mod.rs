@@ -1,6 +1,7 @@
-//! Where observations come from: mailboxes (IMAP, Maildir) and, later, calendars. A source
-//! only reads and parses; deciding what counts is the matcher's job.
+//! Where observations come from: mailboxes (IMAP, Maildir) and calendars (ICS feeds, CalDAV,
+//! Google). A source only reads and parses; deciding what counts is the matcher's job.
 
+pub mod calendar;
 pub mod error;
 pub mod mail;
 

@@ -11,6 +11,7 @@ mod cursors;
 mod health;
 mod leads;
 mod mail;
+mod meetings;
 mod ops;
 
 use std::str::FromStr;
@@ -26,6 +27,7 @@ pub use cursors::SyncCursor;
 pub use health::{HealthState, SourceHealth};
 pub use leads::{Lead, LeadColumns, NewLead, UpsertCounts};
 pub use mail::SeenMail;
+pub use meetings::StoredMeeting;
 
 use crate::clock::SharedClock;
 use crate::config::{Config, redact_url};

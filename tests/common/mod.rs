@@ -156,6 +156,7 @@ pub async fn count_kind(store: &Store, kind: &str) -> i64 {
         .sum()
 }
 
+pub mod caldav;
 pub mod daemon;
 pub mod dovecot;
 pub mod idp;

@@ -1,0 +1,145 @@
+//! One task per calendar: sync, wait for the poll interval, repeat; back off on transient
+//! errors; stop for good when the server refuses the credentials.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use super::Supervised;
+use crate::config::{CalendarConfig, CalendarSource};
+use crate::sources::calendar::caldav::{self, CalDavClient, DavAuth};
+use crate::sources::calendar::google::{self, GoogleCalendar};
+use crate::sources::calendar::ics::Window;
+use crate::sources::calendar::{CalendarIngestor, CalendarStats, feed};
+use crate::sources::{Backoff, SourceError};
+use crate::store::HealthState;
+
+/// A calendar and the ingestor that stores what it finds.
+pub struct CalendarTask {
+    pub config: CalendarConfig,
+    pub ingestor: Arc<CalendarIngestor>,
+    pub client: reqwest::Client,
+}
+
+impl CalendarTask {
+    pub fn new(config: CalendarConfig, ingestor: Arc<CalendarIngestor>) -> Self {
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("rapport/", env!("CARGO_PKG_VERSION")))
+            .timeout(std::time::Duration::from_secs(120))
+            .build()
+            .unwrap_or_default();
+        CalendarTask {
+            config,
+            ingestor,
+            client,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self.config.source {
+            CalendarSource::Google { .. } => "google",
+            CalendarSource::CalDav { .. } => "caldav",
+            CalendarSource::Ics { .. } => "ics",
+        }
+    }
+
+    /// The span synced now.
+    pub fn window(&self) -> Window {
+        Window::around(self.ingestor.now(), self.config.past_days, self.config.future_days)
+    }
+
+    /// One complete sync.
+    pub async fn sync_once(&self) -> Result<CalendarStats, SourceError> {
+        let window = self.window();
+        match &self.config.source {
+            CalendarSource::Ics { location } => feed::sync_feed(location, &self.ingestor, &self.client, &window).await,
+            CalendarSource::CalDav {
+                url,
+                username,
+                password,
+                token,
+            } => {
+                let auth = match (username, password, token) {
+                    (_, _, Some(t)) => DavAuth::Bearer(t.read().map_err(|e| SourceError::Auth(format!("{e:#}")))?),
+                    (Some(u), Some(p), None) => DavAuth::Basic {
+                        username: u.clone(),
+                        password: p.read().map_err(|e| SourceError::Auth(format!("{e:#}")))?,
+                    },
+                    _ => DavAuth::None,
+                };
+                let client = CalDavClient::new(self.client.clone(), url, auth)?;
+                caldav::sync_account(&client, &self.ingestor, &window).await
+            }
+            CalendarSource::Google {
+                calendar_id,
+                token,
+                base_url,
+            } => {
+                let cal = GoogleCalendar {
+                    calendar_id: calendar_id.clone(),
+                    token: token.clone(),
+                    root_url: base_url.clone(),
+                    rate_limit_backoff: std::time::Duration::from_secs(1),
+                };
+                google::sync_google(&cal, &self.ingestor, &window).await
+            }
+        }
+    }
+
+    async fn report(&self, state: HealthState, error: Option<&str>) {
+        if let Err(e) = self
+            .ingestor
+            .store
+            .set_health(&self.config.id, self.kind(), state, error)
+            .await
+        {
+            warn!(calendar = %self.config.id, "cannot record health: {e:#}");
+        }
+    }
+
+    async fn serve(&self, cancel: CancellationToken) {
+        let id = self.config.id.clone();
+        self.report(HealthState::Starting, None).await;
+        let mut backoff = Backoff::default();
+        loop {
+            let result = tokio::select! {
+                _ = cancel.cancelled() => break,
+                r = self.sync_once() => r,
+            };
+            let delay = match result {
+                Ok(stats) => {
+                    backoff.reset();
+                    self.ingestor.synced(self.kind(), &stats).await;
+                    self.config.poll_interval
+                }
+                Err(SourceError::Auth(msg)) => {
+                    error!(calendar = %id, "credentials refused, calendar stopped until the config or token is fixed: {msg}");
+                    self.report(HealthState::AuthFailed, Some(&msg)).await;
+                    return;
+                }
+                Err(e) => {
+                    let d = backoff.next_delay();
+                    warn!(calendar = %id, retry_in = ?d, "sync failed: {e:#}");
+                    self.report(HealthState::Retrying, Some(&format!("{e:#}"))).await;
+                    d
+                }
+            };
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+        info!(calendar = %id, "calendar task stopped");
+    }
+}
+
+impl Supervised for CalendarTask {
+    fn name(&self) -> String {
+        format!("calendar {}", self.config.id)
+    }
+
+    fn run(self: Arc<Self>, cancel: CancellationToken) -> futures_util::future::BoxFuture<'static, ()> {
+        Box::pin(async move { self.serve(cancel).await })
+    }
+}
