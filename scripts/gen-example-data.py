@@ -926,6 +926,25 @@ def derive_meetings(leads: set[str], free: set[str]) -> list[dict]:
     return out
 
 
+def check_targets() -> list[str]:
+    """The example's targets file names only teams and reps of config/example.yaml, and that
+    config names the targets file (an earlier attempt shipped a target for a team nobody was in)."""
+    config = (OUT.parent / "example.yaml").read_text(encoding="utf-8")
+    targets_file = OUT / "targets.yaml"
+    if "targets_file: example/targets.yaml" not in config:
+        return ["config/example.yaml does not name example/targets.yaml as its targets_file"]
+    teams = set(re.findall(r"^\s+team:\s*(\S+)", config, re.M))
+    reps = set(re.findall(r"^\s+- id:\s*(\S+)", config, re.M)) & set(REPS)
+    problems = []
+    for n, line in enumerate(targets_file.read_text(encoding="utf-8").splitlines(), 1):
+        m = re.match(r"^\s*- (team|rep):\s*(\S+)", line)
+        if m and m[2] not in (teams if m[1] == "team" else reps):
+            problems.append(f"example/targets.yaml:{n}: {m[1]} `{m[2]}` is not in config/example.yaml")
+    if not teams or not re.search(r"^\s*- team:", targets_file.read_text(encoding="utf-8"), re.M):
+        problems.append("example/targets.yaml sets no team targets, or config/example.yaml has no teams")
+    return problems
+
+
 def check() -> bool:
     doc = json.loads((OUT / "expected.json").read_text(encoding="utf-8"))
     with open(OUT / "leads.csv", newline="", encoding="utf-8") as fh:
@@ -965,6 +984,7 @@ def check() -> bool:
         if want != sorted(m["expected"]):
             problems.append(f"meeting {m['uid']}: recorded {want}, the rules give {m['expected']}")
     problems += [f"meeting {uid}: in expected.json, not in {rep}.ics" for rep, uid in recorded_meetings]
+    problems += check_targets()
     summary = summarize(derived, leads, meetings)
     for key in ("per_rep", "bounced_addresses", "auto_created_leads"):
         if summary[key] != doc[key]:

@@ -79,6 +79,10 @@ pub enum Command {
         #[arg(long)]
         device: bool,
     },
+    /// Progress toward targets per rep and goal: done, target, percent and pace.
+    Report(crate::report::command::ReportArgs),
+    /// Log an activity no mailbox sees: a call, visit, task or note.
+    Log(crate::report::command::LogArgs),
 }
 
 #[derive(Debug, Args)]
@@ -128,7 +132,7 @@ async fn open_store(config: &Config) -> Result<Store> {
 pub async fn execute(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Check => match Config::load(&cli.config) {
-            Ok(_) => Ok(ExitCode::SUCCESS),
+            Ok(config) => crate::report::command::check_targets(&config),
             Err(ConfigError::Invalid(d)) => {
                 eprintln!("{d}");
                 Ok(ExitCode::FAILURE)
@@ -298,6 +302,16 @@ pub async fn execute(cli: Cli) -> Result<ExitCode> {
                 println!("verdict: ok");
                 ExitCode::SUCCESS
             })
+        }
+        Command::Report(args) => {
+            let config = load_config(&cli.config)?;
+            let store = open_store(&config).await?;
+            crate::report::command::report(&store, &config, &args).await
+        }
+        Command::Log(args) => {
+            let config = load_config(&cli.config)?;
+            let store = open_store(&config).await?;
+            crate::report::command::log(&store, &config, &args).await
         }
         Command::Run(args) => {
             let config = load_config(&cli.config)?;

@@ -12,8 +12,10 @@
 //! | [`matcher`]  | Pure rules: internal / free-mail / company domains; observations → activities. |
 //! | [`activity`] | The activity vocabulary: kinds, directions, sources. |
 //! | [`store`]    | SQLite or PostgreSQL via sqlx: leads, activities (exactly once), cursors, health. |
-//! | [`report`]   | Counts and summaries read from the store. |
 //! | [`oauth`]    | OAuth2 access tokens for XOAUTH2 (Google, Microsoft 365, generic), `rapport auth`. |
+//! | [`report`]   | Counts and summaries read from the store; periods, pace and progress toward targets. |
+//! | [`targets`]  | The targets file: goals per team or rep and period, proposal rules. |
+//! | [`http`]     | The HTTP listener: health, Prometheus metrics, the JSON API, the dashboard. |
 //! | [`daemon`]   | Wiring and supervision only: open the store, start sources, stop cleanly. |
 //! | [`doctor`]   | `rapport doctor`: config, database, servers, TLS, logins, clock, one verdict each. |
 //! | [`cli`]      | The `rapport` command line. |
@@ -27,9 +29,11 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod doctor;
+pub mod http;
 pub mod leads;
 pub mod matcher;
 pub mod oauth;
 pub mod report;
 pub mod sources;
 pub mod store;
+pub mod targets;

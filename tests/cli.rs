@@ -231,7 +231,8 @@ fn main_job_explain_and_verify_on_the_example() {
         header.contains(&"meeting_booked") && header.contains(&"meeting_held"),
         "{out}"
     );
-    for line in out.lines().skip(1) {
+    // The summary table ends at the first empty line; progress toward targets follows it.
+    for line in out.lines().skip(1).take_while(|l| !l.trim().is_empty()) {
         let cells: Vec<&str> = line.split_whitespace().collect();
         for (kind, n) in expected["per_rep"][cells[0]].as_object().unwrap() {
             let col = header.iter().position(|h| h == kind).unwrap();

@@ -226,6 +226,9 @@ pub enum IcsLocation {
 
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
+    /// Serve HTTP from `rapport run` (true when the file has an `http:` section, unless it says
+    /// `enabled: false`).
+    pub enabled: bool,
     pub listen: SocketAddr,
     /// Bearer token for the API (health and unsubscribe endpoints need none).
     pub api_token: Option<SecretSource>,
@@ -450,6 +453,7 @@ fn read_config(doc: &Doc, root: &Node) -> Option<Config> {
     let http = match m.get("http") {
         Some(n) => read_http(doc, n),
         None => Some(HttpConfig {
+            enabled: false,
             listen: SocketAddr::from(([127, 0, 0, 1], 8787)),
             api_token: None,
         }),
@@ -812,8 +816,10 @@ fn read_http(doc: &Doc, node: &Node) -> Option<HttpConfig> {
         }
     };
     let api_token = read_secret(&m, "api_token", false);
+    let enabled = m.or("enabled", true);
     m.finish();
     Some(HttpConfig {
+        enabled,
         listen: listen?,
         api_token,
     })

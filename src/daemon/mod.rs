@@ -129,6 +129,7 @@ pub async fn run(
 ) -> Result<()> {
     // SIGHUP's default action ends the process: listen before anything can send one.
     let mut hangups = reload::Hangups::register();
+    let targets = crate::targets::Targets::for_config(&config).context("loading the targets file")?;
     let store = prepare_store(&config, clock).await?;
     import_lead_files(&config, &store).await?;
     rematch_seen_mail(&config, &store).await?;
@@ -170,6 +171,7 @@ pub async fn run(
         }
         let counts = store.count_by_rep_and_kind(None, None).await?;
         print!("{}", report::summary_table(&config, &counts));
+        print!("{}", report::targets_summary(&store, &config, &targets).await?);
         store.close().await;
         return Ok(());
     }
@@ -181,6 +183,10 @@ pub async fn run(
     }
     for c in calendars {
         supervisor.start(Arc::new(c), &cancel);
+    }
+    if config.http.enabled {
+        let server = crate::http::HttpServer::new(store.clone(), config.clone(), targets);
+        supervisor.start(Arc::new(server), &cancel);
     }
     let mut reloader = Reloader::new(config.clone(), store.clone(), rules);
     let refresher = tokio::spawn(refresh_index(

@@ -1,12 +1,29 @@
 //! Reads the store and turns activity counts into what people read: the per-rep summary
 //! printed by `rapport run --once` and `rapport status`.
 
+pub mod command;
+pub mod period;
+pub mod progress;
+
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use crate::activity::ActivityKind;
 use crate::config::Config;
-use crate::store::KindCount;
+use crate::store::{KindCount, Store};
+use crate::targets::Targets;
+
+/// Progress toward targets for each period that has any, as printed after `run --once`;
+/// empty when no targets are configured.
+pub async fn targets_summary(store: &Store, config: &Config, targets: &Targets) -> anyhow::Result<String> {
+    let mut out = String::new();
+    let now = store.now();
+    for period in targets.periods() {
+        let rows = progress::progress(store, config, targets, period, now, now, &progress::RepFilter::All).await?;
+        let _ = write!(out, "\nprogress this {period}:\n{}", progress::progress_table(&rows));
+    }
+    Ok(out)
+}
 
 /// A table of activities per rep (rows) and kind (columns), every configured rep included.
 pub fn summary_table(config: &Config, counts: &[KindCount]) -> String {

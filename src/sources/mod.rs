@@ -4,5 +4,6 @@
 pub mod calendar;
 pub mod error;
 pub mod mail;
+pub mod manual;
 
 pub use error::{Backoff, SourceError};

@@ -13,6 +13,7 @@ mod leads;
 mod mail;
 mod meetings;
 mod ops;
+mod reports;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -28,6 +29,7 @@ pub use health::{HealthState, SourceHealth};
 pub use leads::{Lead, LeadColumns, NewLead, UpsertCounts};
 pub use mail::SeenMail;
 pub use meetings::StoredMeeting;
+pub use reports::{ActivityFilter, RepGroup, SentMail, SourceSync};
 
 use crate::clock::SharedClock;
 use crate::config::{Config, redact_url};

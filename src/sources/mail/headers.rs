@@ -2,7 +2,7 @@
 //! `None` or an empty list, never an error, so one bad message never stalls a mailbox.
 
 use chrono::{DateTime, TimeZone, Utc};
-use mail_parser::{Address, HeaderName, HeaderValue, Message, MessageParser};
+use mail_parser::{Address, HeaderName, HeaderValue, Message, MessageParser, MimeHeaders};
 
 use crate::address;
 
@@ -37,6 +37,10 @@ pub struct MailHeaders {
     pub failed_recipients: Vec<String>,
     /// Flagged `\Draft` by the server (IMAP flag, Maildir `D`): never sent, never counted.
     pub draft: bool,
+    /// File names of the attachments, from the MIME structure (IMAP: BODYSTRUCTURE; Maildir:
+    /// the message's own parts). Bodies are never kept; names feed the proposal rules.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<String>,
 }
 
 impl MailHeaders {
@@ -142,7 +146,20 @@ fn from_message(msg: &Message<'_>) -> MailHeaders {
         is_delivery_report,
         failed_recipients,
         draft: false,
+        attachments: attachment_names(msg),
     }
+}
+
+/// The file names of a parsed message's attachments (none when only headers were parsed).
+fn attachment_names(msg: &Message<'_>) -> Vec<String> {
+    let mut names: Vec<String> = msg
+        .attachments()
+        .filter_map(|a| a.attachment_name())
+        .map(|n| n.trim().to_owned())
+        .filter(|n| !n.is_empty())
+        .collect();
+    names.dedup();
+    names
 }
 
 /// mail-parser keys well-known headers by variant, the rest by name.

@@ -461,7 +461,9 @@ async fn fetch_batch(
     validity: u32,
     uids: &[u32],
 ) -> Result<Vec<FetchedMail>, SourceError> {
-    let query = format!("(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS ({FETCHED_FIELDS})])");
+    // BODYSTRUCTURE describes the MIME parts without their content: enough for attachment names.
+    let query =
+        format!("(UID FLAGS INTERNALDATE RFC822.SIZE BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS ({FETCHED_FIELDS})])");
     let set = uid_set(uids);
     let fetches: Vec<_> = io("UID FETCH", async {
         session.uid_fetch(&set, &query).await?.try_collect::<Vec<_>>().await
@@ -489,10 +491,12 @@ async fn fetch_batch(
     for f in &fetches {
         let Some(uid) = f.uid else { continue };
         let draft = f.flags().any(|fl| matches!(fl, async_imap::types::Flag::Draft));
-        let headers = f
-            .header()
-            .and_then(MailHeaders::parse)
-            .map(|h| MailHeaders { draft, ..h });
+        let attachments = f.bodystructure().map(attachment_names).unwrap_or_default();
+        let headers = f.header().and_then(MailHeaders::parse).map(|h| MailHeaders {
+            draft,
+            attachments,
+            ..h
+        });
         if headers
             .as_ref()
             .is_some_and(|h| h.is_delivery_report || looks_like_bounce(h))
@@ -533,7 +537,20 @@ async fn fetch_batch(
                 && let Some(h) = MailHeaders::parse(body)
             {
                 let draft = m.headers.as_ref().is_some_and(|old| old.draft);
-                m.headers = Some(MailHeaders { draft, ..h });
+                let attachments = m
+                    .headers
+                    .as_ref()
+                    .map(|old| old.attachments.clone())
+                    .unwrap_or_default();
+                m.headers = Some(MailHeaders {
+                    draft,
+                    attachments: if h.attachments.is_empty() {
+                        attachments
+                    } else {
+                        h.attachments.clone()
+                    },
+                    ..h
+                });
             }
         }
     }
@@ -685,6 +702,86 @@ async fn uids_since(session: &mut Session, since: DateTime<Utc>) -> Result<Vec<u
     let mut v: Vec<u32> = found.into_iter().collect();
     v.sort_unstable();
     Ok(v)
+}
+
+/// The file names of the attachments a BODYSTRUCTURE describes: the `filename` of a
+/// Content-Disposition, else the `name` of the Content-Type, of every part at any depth.
+/// RFC 2047 encoded words and RFC 2231 `filename*` values are decoded.
+pub fn attachment_names(bs: &async_imap::imap_proto::BodyStructure<'_>) -> Vec<String> {
+    use async_imap::imap_proto::{BodyContentCommon, BodyStructure};
+    fn param(params: &async_imap::imap_proto::BodyParams<'_>, key: &str) -> Option<String> {
+        let params = params.as_ref()?;
+        if let Some((_, v)) = params.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)) {
+            return Some(decode_words(v));
+        }
+        // RFC 2231: `filename*=utf-8''Offer%20Q1.pdf`.
+        let star = format!("{key}*");
+        let (_, v) = params.iter().find(|(k, _)| k.eq_ignore_ascii_case(&star))?;
+        let encoded = v.splitn(3, '\'').nth(2).unwrap_or(v);
+        Some(percent_decode(encoded))
+    }
+    fn name_of(common: &BodyContentCommon<'_>) -> Option<String> {
+        common
+            .disposition
+            .as_ref()
+            .and_then(|d| param(&d.params, "filename"))
+            .or_else(|| param(&common.ty.params, "name"))
+            .map(|n| n.trim().to_owned())
+            .filter(|n| !n.is_empty())
+    }
+    fn walk(bs: &BodyStructure<'_>, out: &mut Vec<String>) {
+        match bs {
+            BodyStructure::Basic { common, .. } | BodyStructure::Text { common, .. } => {
+                out.extend(name_of(common));
+            }
+            BodyStructure::Message { common, body, .. } => {
+                out.extend(name_of(common));
+                walk(body, out);
+            }
+            BodyStructure::Multipart { bodies, .. } => {
+                for b in bodies {
+                    walk(b, out);
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(bs, &mut out);
+    out
+}
+
+/// Decodes RFC 2047 encoded words (`=?utf-8?q?Offerte_Q1.pdf?=`) by letting the MIME parser
+/// read the value as a header.
+fn decode_words(v: &str) -> String {
+    if !v.contains("=?") {
+        return v.to_owned();
+    }
+    let raw = format!("Subject: {v}\r\n\r\n");
+    mail_parser::MessageParser::default()
+        .parse_headers(raw.as_bytes())
+        .and_then(|m| m.subject().map(str::to_owned))
+        .unwrap_or_else(|| v.to_owned())
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

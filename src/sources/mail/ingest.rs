@@ -238,7 +238,11 @@ impl Ingestor {
                         subject: h.subject.clone().filter(|_| self.rules.privacy.store_subjects),
                         direction: *direction,
                         lead_ids,
-                        details: serde_json::json!({ "mailbox": self.mailbox_id, "folder": m.folder }),
+                        details: if h.attachments.is_empty() {
+                            serde_json::json!({ "mailbox": self.mailbox_id, "folder": m.folder })
+                        } else {
+                            serde_json::json!({ "mailbox": self.mailbox_id, "folder": m.folder, "attachments": h.attachments })
+                        },
                     };
                     activities.push(activity);
                     (

@@ -108,11 +108,14 @@ fn read_new(folder: &MaildirFolder, seen: &std::collections::HashSet<String>) ->
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
             };
-            let internal_date = e
-                .metadata()
-                .ok()
-                .and_then(|m| m.modified().ok())
-                .map(DateTime::<Utc>::from);
+            // The delivery time the MDA wrote at the start of the unique name survives copies,
+            // backups and checkouts; the file's mtime does not, so it is only the fallback.
+            let internal_date = delivery_time(&key).or_else(|| {
+                e.metadata()
+                    .ok()
+                    .and_then(|m| m.modified().ok())
+                    .map(DateTime::<Utc>::from)
+            });
             // Maildir flags follow ":2,"; D is \Draft.
             let draft = file_name
                 .split_once(":2,")
@@ -157,6 +160,15 @@ pub async fn sync_once(root: &Path, ingestor: &Ingestor) -> Result<IngestStats> 
     Ok(total)
 }
 
+/// The delivery time at the start of a Maildir unique name (`1732114800.M1P2.host`), when it
+/// is a plausible one (after 2000).
+pub fn delivery_time(unique: &str) -> Option<DateTime<Utc>> {
+    let secs: i64 = unique.split('.').next()?.parse().ok()?;
+    (secs >= 946_684_800)
+        .then(|| DateTime::<Utc>::from_timestamp(secs, 0))
+        .flatten()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,5 +194,15 @@ mod tests {
     fn unique_names() {
         assert_eq!(unique_name("1700000000.M1P2.host:2,S"), "1700000000.M1P2.host");
         assert_eq!(unique_name("1700000000.M1P2.host"), "1700000000.M1P2.host");
+    }
+
+    #[test]
+    fn delivery_time_comes_from_the_unique_name() {
+        assert_eq!(
+            delivery_time("1790838720.M653092P8746.mail.example.com").map(|t| t.to_rfc3339()),
+            Some("2026-10-01T07:12:00+00:00".into())
+        );
+        assert_eq!(delivery_time("1.M1P1.host"), None);
+        assert_eq!(delivery_time("msg-3"), None);
     }
 }
