@@ -83,6 +83,44 @@ pub enum Command {
     Report(crate::report::command::ReportArgs),
     /// Log an activity no mailbox sees: a call, visit, task or note.
     Log(crate::report::command::LogArgs),
+    /// Enroll a lead, or every lead of a CSV file (an `email` column), in a sequence.
+    Enroll {
+        /// The sequence id (its file name without `.yaml`).
+        sequence: String,
+        #[arg(long, conflicts_with = "csv", required_unless_present = "csv")]
+        lead: Option<String>,
+        #[arg(long)]
+        csv: Option<PathBuf>,
+    },
+    /// Stop a lead's enrollments (in one sequence, or all).
+    Unenroll {
+        /// Only this sequence.
+        sequence: Option<String>,
+        #[arg(long)]
+        lead: String,
+    },
+    /// Inspect sequences.
+    #[command(subcommand)]
+    Sequences(SequencesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SequencesCommand {
+    /// Every sequence with its version, steps and enrollments.
+    List,
+    /// Enrollments (of one sequence), their state and next due time; deliveries left unknown.
+    Status { sequence: Option<String> },
+    /// Render every step for a lead and show when each would go out, without sending.
+    Preview {
+        sequence: String,
+        #[arg(long)]
+        lead: String,
+    },
+    /// What would go out in the next days, per mailbox, against its daily cap.
+    Upcoming {
+        #[arg(long, default_value_t = 7)]
+        days: i64,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -132,7 +170,16 @@ async fn open_store(config: &Config) -> Result<Store> {
 pub async fn execute(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Check => match Config::load(&cli.config) {
-            Ok(config) => crate::report::command::check_targets(&config),
+            Ok(config) => {
+                // Every file is checked, so one run names every error.
+                let targets = crate::report::command::check_targets(&config)?;
+                let sequences = crate::sequences::commands::check(&config);
+                Ok(if targets == ExitCode::SUCCESS {
+                    sequences
+                } else {
+                    targets
+                })
+            }
             Err(ConfigError::Invalid(d)) => {
                 eprintln!("{d}");
                 Ok(ExitCode::FAILURE)
@@ -313,6 +360,36 @@ pub async fn execute(cli: Cli) -> Result<ExitCode> {
             let store = open_store(&config).await?;
             crate::report::command::log(&store, &config, &args).await
         }
+        Command::Enroll { sequence, lead, csv } => {
+            let engine = sequence_engine(&cli.config).await?;
+            let (text, refused) =
+                crate::sequences::commands::enroll(&engine, &sequence, lead.as_deref(), csv.as_deref()).await?;
+            print!("{text}");
+            Ok(if refused { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+        }
+        Command::Unenroll { sequence, lead } => {
+            let engine = sequence_engine(&cli.config).await?;
+            print!(
+                "{}",
+                crate::sequences::commands::unenroll(&engine, sequence.as_deref(), &lead).await?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sequences(cmd) => {
+            let engine = sequence_engine(&cli.config).await?;
+            let text = match cmd {
+                SequencesCommand::List => crate::sequences::commands::list(&engine).await?,
+                SequencesCommand::Status { sequence } => {
+                    crate::sequences::commands::status(&engine, sequence.as_deref()).await?
+                }
+                SequencesCommand::Preview { sequence, lead } => {
+                    crate::sequences::commands::preview(&engine, &sequence, &lead).await?
+                }
+                SequencesCommand::Upcoming { days } => crate::sequences::commands::upcoming(&engine, days).await?,
+            };
+            print!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Run(args) => {
             let config = load_config(&cli.config)?;
             let options = daemon::RunOptions { once: args.once };
@@ -322,6 +399,13 @@ pub async fn execute(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The sequences of the config, over its store.
+async fn sequence_engine(path: &Path) -> Result<crate::sequences::engine::Engine> {
+    let config = load_config(path)?;
+    let store = open_store(&config).await?;
+    crate::sequences::engine::Engine::load(std::sync::Arc::new(config), store)
 }
 
 /// Sets up logging: `RAPPORT_LOG` (or `RUST_LOG`) picks levels, default `info`.

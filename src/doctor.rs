@@ -1,7 +1,8 @@
 //! `rapport doctor`: checks everything the daemon needs, one verdict per line, so an operator
 //! sees at once what is wrong: the config, the database (and its clock), and for each mailbox
 //! the server's reachability, TLS and the login (password or bearer token); for OAuth2
-//! mailboxes the token and the provider's clock (its HTTP `Date` header).
+//! mailboxes the token and the provider's clock (its HTTP `Date` header); for mailboxes that
+//! send, the SMTP server, its TLS and the login.
 
 use std::fmt;
 use std::path::Path;
@@ -11,8 +12,9 @@ use chrono::{DateTime, Utc};
 use tokio::net::TcpStream;
 
 use crate::clock::SharedClock;
-use crate::config::{Config, ConfigError, ImapAuth, MailboxSource, OAuthConfig, TlsMode, redact_url};
+use crate::config::{Config, ConfigError, ImapAuth, MailboxSource, OAuthConfig, SmtpConfig, TlsMode, redact_url};
 use crate::oauth::{OAuthError, TokenSource, load_token};
+use crate::sequences::smtp::SmtpClient;
 use crate::sources::mail::imap;
 use crate::store::{Backend, Store};
 
@@ -119,12 +121,40 @@ pub async fn run(path: &Path, clock: SharedClock) -> Report {
             "this build does not check calendar servers yet",
         );
     }
-    report.push(
-        Verdict::Skip,
-        "smtp",
-        "no SMTP settings in this config version (sending comes with sequences)",
-    );
+    for mb in &config.mailboxes {
+        if let Some(smtp) = &mb.smtp {
+            check_smtp(&mb.id, smtp, clock.clone(), &mut report).await;
+        }
+    }
+    if config.mailboxes.iter().all(|m| m.smtp.is_none()) {
+        report.push(Verdict::Skip, "smtp", "no mailbox has an `smtp:` block (nothing sends)");
+    }
     report
+}
+
+/// Connects to a sending mailbox's SMTP server, with its TLS and login, and says QUIT.
+async fn check_smtp(id: &str, cfg: &SmtpConfig, clock: SharedClock, report: &mut Report) {
+    let subject = format!("mailbox {id}: smtp");
+    let server = format!("{}:{} ({:?})", cfg.host, cfg.port, cfg.tls);
+    let client = match SmtpClient::new(cfg, clock) {
+        Ok(c) => c,
+        Err(e) => return report.push(Verdict::Fail, subject, format!("{server}: {e:#}")),
+    };
+    match tokio::time::timeout(CHECK_TIMEOUT, client.test_login()).await {
+        Ok(Ok(())) => {
+            let login = match &cfg.username {
+                Some(user) => format!("{user} logged in"),
+                None => "no login configured".to_owned(),
+            };
+            report.push(Verdict::Ok, subject, format!("{server}: connected, {login}"))
+        }
+        Ok(Err(e)) => report.push(Verdict::Fail, subject, format!("{server}: {e}")),
+        Err(_) => report.push(
+            Verdict::Fail,
+            subject,
+            format!("{server}: no answer within {CHECK_TIMEOUT:?}"),
+        ),
+    }
 }
 
 async fn check_database(config: &Config, clock: SharedClock, report: &mut Report) {

@@ -16,6 +16,7 @@
 //! | [`report`]   | Counts and summaries read from the store; periods, pace and progress toward targets. |
 //! | [`targets`]  | The targets file: goals per team or rep and period, proposal rules. |
 //! | [`http`]     | The HTTP listener: health, Prometheus metrics, the JSON API, the dashboard. |
+//! | [`sequences`] | Nurture sequences: YAML steps, scheduling, the outbox, SMTP sending, unsubscribes. |
 //! | [`daemon`]   | Wiring and supervision only: open the store, start sources, stop cleanly. |
 //! | [`doctor`]   | `rapport doctor`: config, database, servers, TLS, logins, clock, one verdict each. |
 //! | [`cli`]      | The `rapport` command line. |
@@ -34,6 +35,7 @@ pub mod leads;
 pub mod matcher;
 pub mod oauth;
 pub mod report;
+pub mod sequences;
 pub mod sources;
 pub mod store;
 pub mod targets;

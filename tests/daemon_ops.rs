@@ -116,6 +116,7 @@ store_tests!(
     sigterm_mid_backfill_loses_and_duplicates_nothing,
     sighup_applies_a_new_mailbox_list_and_rejects_an_invalid_one,
     no_secret_or_body_in_any_log_line,
+    sighup_reconciles_calendars_and_the_http_server,
 );
 
 async fn sigterm_mid_backfill_loses_and_duplicates_nothing(db: TestDb) {
@@ -326,6 +327,103 @@ async fn sighup_applies_a_new_mailbox_list_and_rejects_an_invalid_one(db: TestDb
     );
     seed(&dovecot, "bob", "bob-pw", &["b4@acme.example"], "");
     wait_until("bob's new mail", || async { activities_of(&db, "bob").await == 5 }).await;
+
+    daemon.signal("TERM");
+    assert!(daemon.wait().success(), "{}", daemon.log());
+}
+
+fn ics(uid: &str, organizer: &str) -> String {
+    format!(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//rapport tests//EN\r\nBEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:20261101T000000Z\r\nDTSTART:20261110T100000Z\r\nDTEND:20261110T110000Z\r\nSUMMARY:Demo\r\nORGANIZER:mailto:{organizer}\r\nATTENDEE:mailto:sara@acme.example\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The status line of `GET path` on loopback, or None when nothing listens.
+fn http_status(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.lines().next().map(str::to_owned)
+}
+
+async fn sighup_reconciles_calendars_and_the_http_server(db: TestDb) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("alice.ics"), ics("a1@test", "alice@example.com")).unwrap();
+    std::fs::write(dir.path().join("bob.ics"), ics("b1@test", "bob@example.com")).unwrap();
+    let calendar = |id: &str, file: &str| {
+        format!("  - id: {id}\n    kind: ics\n    path: {file}\n    past_days: 3650\n    future_days: 3650\n")
+    };
+    let (first, second) = (free_port(), free_port());
+    let write = |bob_calendars: &[&str], calendars: &str, port: u16| {
+        let path = write_config(&db, dir.path(), &[], &[], "");
+        let yaml = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace(
+                "    mailboxes: []\n  - id: bob",
+                "    mailboxes: []\n    calendars: [alice-cal]\n  - id: bob",
+            )
+            .replacen(
+                "    email: bob@example.com\n    mailboxes: []\n",
+                &format!(
+                    "    email: bob@example.com\n    mailboxes: []\n    calendars: [{}]\n",
+                    bob_calendars.join(", ")
+                ),
+                1,
+            );
+        let yaml = format!("{yaml}calendars:\n{calendars}http:\n  listen: 127.0.0.1:{port}\n");
+        std::fs::write(&path, yaml).unwrap();
+        path
+    };
+    let config = write(&[], &calendar("alice-cal", "alice.ics"), first);
+    prepare(&db, &config).await;
+    let mut daemon = Daemon::start(&config, &["run"], &[], dir.path());
+    wait_until("alice's meeting", || async { activities_of(&db, "alice").await == 1 }).await;
+    let deadline = Instant::now() + PATIENCE;
+    while http_status(first, "/healthz").is_none() {
+        assert!(Instant::now() < deadline, "no HTTP on {first}:\n{}", daemon.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(http_status(first, "/healthz").unwrap().contains(" 200 "));
+
+    // Bob gets a calendar and the listener moves: both applied without a restart.
+    let calendars = format!(
+        "{}{}",
+        calendar("alice-cal", "alice.ics"),
+        calendar("bob-cal", "bob.ics")
+    );
+    write(&["bob-cal"], &calendars, second);
+    daemon.signal("HUP");
+    wait_until("bob's meeting after the reload", || async {
+        activities_of(&db, "bob").await == 1
+    })
+    .await;
+    daemon.wait_for_log("added; started");
+    let deadline = Instant::now() + PATIENCE;
+    while http_status(second, "/healthz").is_none() || http_status(first, "/healthz").is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "the listener did not move from {first} to {second}:\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let log = daemon.log();
+    assert!(
+        !log.lines().any(|l| l.contains("restarted") && l.contains("alice-cal")),
+        "alice's calendar, unchanged, ran on:\n{log}"
+    );
+    assert_eq!(activities_of(&db, "alice").await, 1, "nothing counted twice");
 
     daemon.signal("TERM");
     assert!(daemon.wait().success(), "{}", daemon.log());

@@ -8,6 +8,7 @@ use std::process::Command;
 
 use common::TestDb;
 use common::dovecot::Dovecot;
+use common::smtp::SmtpSink;
 
 fn rapport(config: &Path, args: &[&str]) -> (bool, String) {
     let o = Command::new(env!("CARGO_BIN_EXE_rapport"))
@@ -42,18 +43,21 @@ store_tests!(doctor_gives_one_verdict_per_check);
 
 async fn doctor_gives_one_verdict_per_check(db: TestDb) {
     let dovecot = Dovecot::start_tls(&[("alice", "alice-pw"), ("bob", "bob-pw")]);
+    let smtp = SmtpSink::start(&[]);
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("alice.pw"), "alice-pw\n").unwrap();
     std::fs::write(dir.path().join("bob.pw"), "not-bobs-pw\n").unwrap();
     let ca = dovecot.ca_cert_path();
     let good = format!(
-        "  - id: alice-imap\n    kind: imap\n    host: 127.0.0.1\n    port: {}\n    tls: implicit\n    ca_file: {}\n    username: alice\n    password_file: alice.pw\n",
+        "  - id: alice-imap\n    kind: imap\n    host: 127.0.0.1\n    port: {}\n    tls: implicit\n    ca_file: {}\n    username: alice\n    password_file: alice.pw\n    smtp:\n      host: 127.0.0.1\n      port: {}\n      tls: none\n",
         dovecot.tls_port(),
-        ca.display()
+        ca.display(),
+        smtp.port
     );
     let bad = format!(
-        "  - id: bob-imap\n    kind: imap\n    host: 127.0.0.1\n    port: {}\n    tls: none\n    username: bob\n    password_file: bob.pw\n  - id: carol-imap\n    kind: imap\n    host: 127.0.0.1\n    port: {}\n    tls: none\n    username: carol\n    password_file: bob.pw\n",
+        "  - id: bob-imap\n    kind: imap\n    host: 127.0.0.1\n    port: {}\n    tls: none\n    username: bob\n    password_file: bob.pw\n  - id: carol-imap\n    kind: imap\n    host: 127.0.0.1\n    port: {}\n    tls: none\n    username: carol\n    password_file: bob.pw\n    smtp:\n      host: 127.0.0.1\n      port: {}\n      tls: none\n",
         dovecot.port(),
+        closed_port(),
         closed_port()
     );
     let write = |boxes: &str, owned: &str| {
@@ -87,12 +91,15 @@ async fn doctor_gives_one_verdict_per_check(db: TestDb) {
         !out.contains("mailbox carol-imap: login"),
         "no login attempt where the server is unreachable:\n{out}"
     );
-    assert!(line(&out, "smtp").starts_with("skip"), "{out}");
+    // SMTP: the sink answers (no login configured), nothing listens on carol's port.
+    assert!(line(&out, "mailbox alice-imap: smtp").starts_with("ok"), "{out}");
+    assert!(line(&out, "mailbox carol-imap: smtp").starts_with("FAIL"), "{out}");
+    assert!(smtp.messages().is_empty(), "the check sends nothing");
     if db.url.starts_with("postgres") {
         let clock = line(&out, "clock (PostgreSQL server)");
         assert!(clock.starts_with("ok") && clock.contains("skew"), "{out}");
     }
-    assert!(out.trim_end().ends_with("verdict: FAIL"), "{out}");
+    assert!(out.lines().any(|l| l == "verdict: FAIL"), "{out}");
 
     // A TLS certificate the client does not trust fails at the TLS step.
     let untrusted = good.replace(&format!("    ca_file: {}\n", ca.display()), "");
@@ -104,7 +111,7 @@ async fn doctor_gives_one_verdict_per_check(db: TestDb) {
     let config = write(&good, "alice-imap");
     let (ok, out) = rapport(&config, &["doctor"]);
     assert!(ok, "{out}");
-    assert!(out.trim_end().ends_with("verdict: ok"), "{out}");
+    assert!(out.lines().any(|l| l == "verdict: ok"), "{out}");
 
     // status: each mailbox with its state, last sync and lag; the outbox.
     let (ok, out) = rapport(&config, &["run", "--once"]);

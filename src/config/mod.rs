@@ -55,6 +55,8 @@ pub struct Config {
     pub sequences_dir: Option<PathBuf>,
     /// Activity targets file, read by the targets feature.
     pub targets_file: Option<PathBuf>,
+    /// Settings shared by every sequence.
+    pub sequences: SequencesConfig,
     pub http: HttpConfig,
     pub privacy: PrivacyConfig,
     /// How long shutdown waits for in-flight work before abandoning it.
@@ -134,6 +136,65 @@ impl RepConfig {
 pub struct MailboxConfig {
     pub id: String,
     pub source: MailboxSource,
+    /// Outgoing mail for sequences; a mailbox without it never sends.
+    pub smtp: Option<SmtpConfig>,
+}
+
+/// How sequences send through a mailbox (the `smtp:` block of a mailbox).
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    /// Implicit TLS (465), STARTTLS (587) or, only to a loopback host, plain.
+    pub tls: TlsMode,
+    /// `None`: no authentication (a local relay).
+    pub username: Option<String>,
+    pub auth: Option<ImapAuth>,
+    /// The From address; default the owner rep's email.
+    pub from: Option<String>,
+    /// At most this many messages a day (the mailbox owner's local day), all sequences together.
+    pub daily_cap: u32,
+    /// At least this long between two messages of this mailbox.
+    pub min_gap: Duration,
+    /// Extra CA certificate (PEM) to trust, for self-signed servers.
+    pub ca_file: Option<PathBuf>,
+    /// Append a copy of each sent message to the IMAP Sent folder (for servers that do not
+    /// store SMTP-sent mail there themselves).
+    pub append_to_sent: bool,
+    /// The mailbox's server keeps SMTP-sent mail in Sent (Gmail, Microsoft 365): after a crash
+    /// a message not found there was not sent. Default false: not found means unknown.
+    pub sent_folder_is_authoritative: bool,
+}
+
+/// Settings shared by every sequence (the top-level `sequences:` block).
+#[derive(Debug, Clone)]
+pub struct SequencesConfig {
+    /// Base of the one-click unsubscribe link, e.g. `https://rapport.example.com`.
+    pub unsubscribe_url: Option<String>,
+    /// Address for `mailto:` unsubscribes (the token goes in the subject).
+    pub unsubscribe_address: Option<String>,
+    /// Key of the unsubscribe tokens' HMAC.
+    pub unsubscribe_key: Option<SecretSource>,
+    /// After a crash, resend a message whose fate cannot be told (default false: mark it
+    /// `unknown` and report it).
+    pub resend_unknown: bool,
+    /// How long a claimed step stays leased to one sender before another may take it.
+    pub lease: Duration,
+    /// How often an idle sender looks for due steps.
+    pub poll_interval: Duration,
+}
+
+impl Default for SequencesConfig {
+    fn default() -> Self {
+        SequencesConfig {
+            unsubscribe_url: None,
+            unsubscribe_address: None,
+            unsubscribe_key: None,
+            resend_unknown: false,
+            lease: Duration::from_secs(300),
+            poll_interval: Duration::from_secs(30),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -292,6 +353,11 @@ fn read_secret(m: &MapReader<'_>, prefix: &'static str, required: bool) -> Optio
         "token" => ("token_file", "token_env", "token_credential"),
         "api_token" => ("api_token_file", "api_token_env", "api_token_credential"),
         "client_secret" => ("client_secret_file", "client_secret_env", "client_secret_credential"),
+        "unsubscribe_key" => (
+            "unsubscribe_key_file",
+            "unsubscribe_key_env",
+            "unsubscribe_key_credential",
+        ),
         other => unreachable!("no secret keys for {other}"),
     };
     let doc = m.doc();
@@ -466,6 +532,10 @@ fn read_config(doc: &Doc, root: &Node) -> Option<Config> {
         }),
     };
     let shutdown_timeout = m.or("shutdown_timeout", Duration::from_secs(10));
+    let sequences = match m.get("sequences") {
+        Some(n) => read_sequences(doc, n),
+        None => Some(SequencesConfig::default()),
+    };
     m.finish();
 
     cross_check(doc, &reps, &mailboxes, &calendars, &internal_domains);
@@ -481,6 +551,7 @@ fn read_config(doc: &Doc, root: &Node) -> Option<Config> {
         lead_files,
         sequences_dir,
         targets_file,
+        sequences: sequences?,
         http: http?,
         privacy: privacy?,
         shutdown_timeout,
@@ -650,10 +721,146 @@ fn read_mailbox(doc: &Doc, node: &Node) -> Option<MailboxConfig> {
         }
         _ => None,
     };
+    // SMTP `auth: oauth2` sends with the token of the mailbox's own OAuth2 login.
+    let imap_oauth = match &source {
+        Some(MailboxSource::Imap(ImapConfig {
+            auth: ImapAuth::OAuth2(o),
+            ..
+        })) => Some(o.as_ref()),
+        _ => None,
+    };
+    let smtp = m.get("smtp").and_then(|n| read_smtp(doc, n, imap_oauth));
+    let smtp_bad = m.get("smtp").is_some() && smtp.is_none();
     m.finish();
+    if smtp_bad {
+        return None;
+    }
     Some(MailboxConfig {
         id: id?,
         source: source?,
+        smtp,
+    })
+}
+
+fn read_smtp(doc: &Doc, node: &Node, imap_oauth: Option<&OAuthConfig>) -> Option<SmtpConfig> {
+    let m = doc.map(node, "`smtp`")?;
+    let host: Option<String> = m.req("host");
+    let tls = match m.get("tls") {
+        None => Some(TlsMode::StartTls),
+        Some(n) => match doc.read::<String>(n).as_deref() {
+            Some("implicit") => Some(TlsMode::Implicit),
+            Some("starttls") => Some(TlsMode::StartTls),
+            Some("none") => Some(TlsMode::None),
+            Some(other) => {
+                doc.error_hint(
+                    n,
+                    format!("unknown tls mode `{other}`"),
+                    "use implicit, starttls or none",
+                );
+                None
+            }
+            None => None,
+        },
+    };
+    let port: Option<u16> = m.opt("port");
+    let username: Option<String> = m.opt("username");
+    let auth_node = m.get("auth");
+    let auth = match (username.is_some(), m.opt::<String>("auth").as_deref()) {
+        (false, None) => Some(None),
+        (true, None | Some("password")) => read_secret(&m, "password", true).map(|s| Some(ImapAuth::Password(s))),
+        (true, Some("xoauth2")) => read_secret(&m, "token", true).map(|s| Some(ImapAuth::XOAuth2(s))),
+        (true, Some("oauth2")) => match imap_oauth {
+            Some(o) => Some(Some(ImapAuth::OAuth2(Box::new(o.clone())))),
+            None => {
+                if let Some(n) = auth_node {
+                    doc.error_hint(
+                        n,
+                        "`auth: oauth2` for SMTP uses the OAuth2 login of this mailbox's IMAP",
+                        "give the mailbox `auth: oauth2` and an `oauth:` block, or use xoauth2 with a token file",
+                    );
+                }
+                None
+            }
+        },
+        (false, Some(_)) => {
+            if let Some(n) = auth_node {
+                doc.error(n, "`auth` needs a `username`");
+            }
+            None
+        }
+        (true, Some(other)) => {
+            if let Some(n) = auth_node {
+                doc.error_hint(n, format!("unknown auth `{other}`"), "use password, oauth2 or xoauth2");
+            }
+            None
+        }
+    };
+    let from = m.get("from").and_then(|n| read_address(doc, n));
+    let daily_cap = m.or("daily_cap", 200u32);
+    let min_gap = m.or("min_gap", Duration::from_secs(60));
+    let ca_file = m.opt::<PathBuf>("ca_file").map(|p| resolve_path(&doc.file, &p));
+    let append_to_sent = m.or("append_to_sent", false);
+    let sent_folder_is_authoritative = m.or("sent_folder_is_authoritative", false);
+    let tls = tls?;
+    if tls == TlsMode::None
+        && let Some(h) = &host
+        && !is_loopback(h)
+    {
+        if let Some(n) = m.get("tls") {
+            doc.error_hint(
+                n,
+                format!("`tls: none` would send mail and password to {h} in clear text"),
+                "plain SMTP is only allowed to a loopback host (127.0.0.1, ::1, localhost); use implicit or starttls",
+            );
+        }
+        return None;
+    }
+    m.finish();
+    Some(SmtpConfig {
+        host: host?,
+        port: port.unwrap_or(match tls {
+            TlsMode::Implicit => 465,
+            TlsMode::StartTls => 587,
+            TlsMode::None => 25,
+        }),
+        tls,
+        username,
+        auth: auth?,
+        from,
+        daily_cap,
+        min_gap,
+        ca_file,
+        append_to_sent,
+        sent_folder_is_authoritative,
+    })
+}
+
+fn read_sequences(doc: &Doc, node: &Node) -> Option<SequencesConfig> {
+    let m = doc.map(node, "`sequences`")?;
+    let d = SequencesConfig::default();
+    let unsubscribe_url: Option<String> = m.opt("unsubscribe_url");
+    if let (Some(u), Some(n)) = (&unsubscribe_url, m.get("unsubscribe_url"))
+        && !(u.starts_with("https://") || u.starts_with("http://"))
+    {
+        doc.error_hint(
+            n,
+            format!("`{u}` is not an http(s) URL"),
+            "e.g. https://rapport.example.com",
+        );
+    }
+    let unsubscribe_address = m.get("unsubscribe_address").and_then(|n| read_address(doc, n));
+    let unsubscribe_key = read_secret(&m, "unsubscribe_key", false);
+    let resend_unknown = m.or("resend_unknown", d.resend_unknown);
+    let lease = m.or("lease", d.lease);
+    let poll_interval = m.or("poll_interval", d.poll_interval);
+    m.finish();
+    Some(SequencesConfig {
+        unsubscribe_url: unsubscribe_url.map(|u| u.trim_end_matches('/').to_owned()),
+        unsubscribe_address,
+        unsubscribe_key,
+        resend_unknown,
+        lease,
+        poll_interval,
     })
 }
 

@@ -2,6 +2,7 @@
 //! one task per mailbox, stop cleanly within the shutdown deadline. No business logic here.
 
 mod calendar;
+mod groups;
 mod mailbox;
 pub mod notify;
 pub mod reload;
@@ -134,9 +135,10 @@ pub async fn run(
     import_lead_files(&config, &store).await?;
     rematch_seen_mail(&config, &store).await?;
     let (tasks, rules) = mailbox_tasks(&config, &store).await?;
-    let calendars = calendar_tasks(&config, &store, &rules)?;
 
     if options.once {
+        let calendars = calendar_tasks(&config, &store, &rules)?;
+        let senders = crate::sequences::sender::start_senders(&config, &store).await?;
         for t in &tasks {
             match t.sync_once().await {
                 Ok(stats) => t.ingestor.synced(t.kind(), &stats).await,
@@ -169,6 +171,7 @@ pub async fn run(
                 }
             }
         }
+        crate::sequences::sender::send_due_once(&senders).await;
         let counts = store.count_by_rep_and_kind(None, None).await?;
         print!("{}", report::summary_table(&config, &counts));
         print!("{}", report::targets_summary(&store, &config, &targets).await?);
@@ -181,14 +184,21 @@ pub async fn run(
     for t in tasks {
         supervisor.start(Arc::new(t), &cancel);
     }
-    for c in calendars {
-        supervisor.start(Arc::new(c), &cancel);
-    }
-    if config.http.enabled {
-        let server = crate::http::HttpServer::new(store.clone(), config.clone(), targets);
-        supervisor.start(Arc::new(server), &cancel);
-    }
     let mut reloader = Reloader::new(config.clone(), store.clone(), rules);
+    reloader
+        .add_group("calendars", groups::calendars(store.clone()), &mut supervisor, &cancel)
+        .await?;
+    reloader
+        .add_group(
+            "sequence senders",
+            groups::senders(store.clone()),
+            &mut supervisor,
+            &cancel,
+        )
+        .await?;
+    reloader
+        .add_group("HTTP server", groups::http(store.clone()), &mut supervisor, &cancel)
+        .await?;
     let refresher = tokio::spawn(refresh_index(
         reloader.configs(),
         store.clone(),
@@ -316,6 +326,13 @@ pub async fn status_text(store: &Store, config: &Config) -> Result<String> {
             outbox.join(", ")
         }
     );
+    for r in store.outbox_in_state(None, "unknown").await? {
+        let _ = writeln!(
+            out,
+            "  delivery unknown after a crash (not resent): <{}> to {} via {}",
+            r.message_id, r.recipient, r.mailbox_id
+        );
+    }
     let _ = writeln!(out, "\nsources:");
     let ids = config
         .mailboxes

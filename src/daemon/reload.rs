@@ -4,9 +4,12 @@
 //!
 //! Applying it here means the mailbox list: tasks of new mailboxes start, tasks of removed
 //! ones stop (by name, through the [`Supervisor`], after finishing the batch in hand), and
-//! tasks whose settings, owner or matching rules changed restart. Everything else that reads
-//! the config (sequences, targets, calendars) registers a hook with [`Reloader::add_hook`]
-//! and is handed the new config after the mailboxes are applied.
+//! tasks whose settings, owner or matching rules changed restart. The other supervised tasks
+//! (calendars, sequence senders, the HTTP server) are [task groups](Reloader::add_group): the
+//! group builds the tasks the new config describes, each with a fingerprint of what it depends
+//! on (settings, owner, rules, the sequence and targets files' content), and the same rule
+//! applies: new ones start, removed ones stop, changed ones restart, unchanged ones run on.
+//! Anything else registers a hook with [`Reloader::add_hook`].
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -18,7 +21,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use super::{MailboxTask, Supervisor, notify};
+use super::{MailboxTask, Supervised, Supervisor, notify};
 use crate::config::{Config, ConfigError, MailboxConfig};
 use crate::sources::mail::{Ingestor, MatchRules};
 use crate::store::Store;
@@ -26,6 +29,26 @@ use crate::store::Store;
 /// Called with the new config after a successful reload; an error is logged and does not undo
 /// the reload or stop the other hooks.
 pub type ReloadHook = Box<dyn Fn(Arc<Config>) -> BoxFuture<'static, Result<()>> + Send + Sync>;
+
+/// A task a config describes, with a fingerprint of everything it depends on: a reload restarts
+/// the task when the fingerprint changes. Fingerprints hold no secrets (configs hold secret
+/// references, never values), and are compared within one process only.
+pub struct PlannedTask {
+    pub fingerprint: String,
+    pub task: Arc<dyn Supervised>,
+}
+
+/// Builds the tasks of a group for a config and the matching rules in force.
+pub type GroupBuilder =
+    Box<dyn Fn(Arc<Config>, Arc<MatchRules>) -> BoxFuture<'static, Result<Vec<PlannedTask>>> + Send + Sync>;
+
+/// A kind of supervised task besides mailboxes, reconciled on every reload.
+struct TaskGroup {
+    kind: String,
+    build: GroupBuilder,
+    /// Name → fingerprint of the tasks started.
+    running: HashMap<String, String>,
+}
 
 /// What a reload did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +73,7 @@ pub struct Reloader {
     /// rules in the config change.
     rules: watch::Sender<Arc<MatchRules>>,
     hooks: Vec<(String, ReloadHook)>,
+    groups: Vec<TaskGroup>,
 }
 
 /// The parts of the config a mailbox task depends on, as text (secrets are references, never
@@ -65,7 +89,7 @@ fn rep_identity(rep: &crate::config::RepConfig) -> (&str, &str, &[String]) {
 }
 
 /// The parts of the config [`MatchRules`] is built from.
-fn rules_fingerprint(config: &Config) -> String {
+pub fn rules_fingerprint(config: &Config) -> String {
     let reps: Vec<_> = config.reps.iter().map(rep_identity).collect();
     format!(
         "{:?}|{:?}|{:?}|{reps:?}",
@@ -87,6 +111,84 @@ impl Reloader {
             store,
             rules: watch::Sender::new(rules),
             hooks: Vec::new(),
+            groups: Vec::new(),
+        }
+    }
+
+    /// Adds a group of tasks (`kind` names it in logs), builds it for the config in force and
+    /// starts its tasks. On each reload the group is built again and reconciled.
+    pub async fn add_group<F>(
+        &mut self,
+        kind: impl Into<String>,
+        build: F,
+        supervisor: &mut Supervisor,
+        cancel: &CancellationToken,
+    ) -> Result<()>
+    where
+        F: Fn(Arc<Config>, Arc<MatchRules>) -> BoxFuture<'static, Result<Vec<PlannedTask>>> + Send + Sync + 'static,
+    {
+        let kind = kind.into();
+        let rules = self.rules.borrow().clone();
+        let planned = build(self.config.clone(), rules)
+            .await
+            .with_context(|| format!("starting the {kind}"))?;
+        let mut running = HashMap::new();
+        for p in planned {
+            running.insert(p.task.name(), p.fingerprint);
+            supervisor.start(p.task, cancel);
+        }
+        self.groups.push(TaskGroup {
+            kind,
+            build: Box::new(build),
+            running,
+        });
+        Ok(())
+    }
+
+    /// Builds every group for `new` and starts, stops and restarts its tasks to match. A group
+    /// that cannot be built (say, a sequence file that no longer parses) keeps its tasks.
+    async fn reconcile_groups(&mut self, new: &Arc<Config>, supervisor: &mut Supervisor, cancel: &CancellationToken) {
+        let deadline = new.shutdown_timeout;
+        let rules = self.rules.borrow().clone();
+        for group in &mut self.groups {
+            let planned = match (group.build)(new.clone(), rules.clone()).await {
+                Ok(p) => p,
+                Err(e) => {
+                    error!(group = %group.kind, "cannot apply the new configuration ({e:#}); its tasks run on unchanged");
+                    continue;
+                }
+            };
+            let mut wanted = HashMap::new();
+            for p in planned {
+                wanted.insert(p.task.name(), p);
+            }
+            for name in group.running.keys() {
+                if !wanted.contains_key(name) {
+                    supervisor.stop_task(name, deadline).await;
+                    info!(task = %name, "removed from the configuration; stopped");
+                }
+            }
+            let mut running = HashMap::new();
+            for (name, p) in wanted {
+                match group.running.get(&name) {
+                    None => {
+                        supervisor.start(p.task, cancel);
+                        info!(task = %name, "added; started");
+                    }
+                    Some(fp) if *fp != p.fingerprint => {
+                        supervisor.stop_task(&name, deadline).await;
+                        supervisor.start(p.task, cancel);
+                        info!(task = %name, "settings changed; restarted");
+                    }
+                    Some(_) if !supervisor.is_running(&name) => {
+                        supervisor.start(p.task, cancel);
+                        info!(task = %name, "was stopped; started again");
+                    }
+                    Some(_) => {}
+                }
+                running.insert(name, p.fingerprint);
+            }
+            group.running = running;
         }
     }
 
@@ -223,6 +325,7 @@ impl Reloader {
         let new = Arc::new(new);
         self.config = new.clone();
         self.published.send_replace(new.clone());
+        self.reconcile_groups(&new, supervisor, cancel).await;
         for (name, hook) in &self.hooks {
             if let Err(e) = hook(new.clone()).await {
                 error!(hook = %name, "reload hook failed: {e:#}");

@@ -2,13 +2,13 @@
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use sqlx::QueryBuilder;
 use sqlx::types::Json;
 
 use super::{Store, Tx, with_pool, with_tx};
-use crate::activity::{ActivityKind, NewActivity};
+use crate::activity::{ActivityKind, NewActivity, SourceKind};
 
 /// A stored activity, for listings and reports.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -47,7 +47,59 @@ impl Tx {
 impl Tx {
     /// Records many activities at once (a few statements per hundred rows instead of two per
     /// row). Returns, for each input, its new id or `None` when its natural key existed.
+    ///
+    /// A message a sequence sent is logged when it is sent (source `sequence`, keyed by its
+    /// Message-ID); when mail capture later sees its copy in Sent, that is the same activity
+    /// and is not logged again.
     pub async fn record_activities(&mut self, list: &[NewActivity], now: DateTime<Utc>) -> Result<Vec<Option<i64>>> {
+        let sent_by_mail: Vec<&str> = list
+            .iter()
+            .filter(|a| a.source == SourceKind::Mail && a.kind == ActivityKind::EmailSent)
+            .map(|a| a.source_id.as_str())
+            .collect();
+        if sent_by_mail.is_empty() {
+            return self.record_new_activities(list, now).await;
+        }
+        let mut by_sequence: HashSet<(String, String)> = HashSet::new();
+        for chunk in sent_by_mail.chunks(500) {
+            let rows: Vec<(String, String)> = with_tx!(self, |conn| {
+                // Every message a sequence planned is in the outbox with its Message-ID before it
+                // is sent, so a copy seen in Sent before the send was recorded (a crash between
+                // the two) is recognised too; the sequence logs it when it records the send.
+                let mut qb = QueryBuilder::new(
+                    "SELECT e.rep_id, o.message_id FROM outbox o JOIN enrollments e ON e.id = o.enrollment_id
+                     WHERE o.message_id IN (",
+                );
+                let mut sep = qb.separated(", ");
+                for id in chunk {
+                    sep.push_bind(*id);
+                }
+                qb.push(")");
+                qb.build_query_as().fetch_all(&mut *conn).await
+            })
+            .context("looking up messages sent by sequences")?;
+            by_sequence.extend(rows);
+        }
+        let is_sequence_copy = |a: &NewActivity| {
+            a.source == SourceKind::Mail
+                && a.kind == ActivityKind::EmailSent
+                && by_sequence.contains(&(a.rep_id.clone(), a.source_id.clone()))
+        };
+        let kept: Vec<NewActivity> = list.iter().filter(|a| !is_sequence_copy(a)).cloned().collect();
+        let mut ids = self.record_new_activities(&kept, now).await?.into_iter();
+        Ok(list
+            .iter()
+            .map(|a| {
+                if is_sequence_copy(a) {
+                    None
+                } else {
+                    ids.next().flatten()
+                }
+            })
+            .collect())
+    }
+
+    async fn record_new_activities(&mut self, list: &[NewActivity], now: DateTime<Utc>) -> Result<Vec<Option<i64>>> {
         // One row per natural key: PostgreSQL refuses to update a row twice in one statement.
         // A key that comes twice counts once; a reply beats plain received mail.
         let mut unique: Vec<&NewActivity> = Vec::with_capacity(list.len());

@@ -14,6 +14,7 @@ mod mail;
 mod meetings;
 mod ops;
 mod reports;
+mod sequences;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -30,6 +31,7 @@ pub use leads::{Lead, LeadColumns, NewLead, UpsertCounts};
 pub use mail::SeenMail;
 pub use meetings::StoredMeeting;
 pub use reports::{ActivityFilter, RepGroup, SentMail, SourceSync};
+pub use sequences::{EnrollOutcome, Enrollment, LeadEvent, LeadForSending, NewOutbox, OutboxRow, SendStats};
 
 use crate::clock::SharedClock;
 use crate::config::{Config, redact_url};

@@ -160,3 +160,4 @@ pub mod caldav;
 pub mod daemon;
 pub mod dovecot;
 pub mod idp;
+pub mod smtp;
