@@ -742,26 +742,30 @@ fn read_mailbox(doc: &Doc, node: &Node) -> Option<MailboxConfig> {
     })
 }
 
+/// `tls: implicit | starttls | none`, `default` when absent.
+fn read_tls(m: &MapReader<'_>, default: TlsMode) -> Option<TlsMode> {
+    let Some(n) = m.get("tls") else {
+        return Some(default);
+    };
+    match m.doc().read::<String>(n)?.as_str() {
+        "implicit" => Some(TlsMode::Implicit),
+        "starttls" => Some(TlsMode::StartTls),
+        "none" => Some(TlsMode::None),
+        other => {
+            m.doc().error_hint(
+                n,
+                format!("unknown tls mode `{other}`"),
+                "use implicit, starttls or none",
+            );
+            None
+        }
+    }
+}
+
 fn read_smtp(doc: &Doc, node: &Node, imap_oauth: Option<&OAuthConfig>) -> Option<SmtpConfig> {
     let m = doc.map(node, "`smtp`")?;
     let host: Option<String> = m.req("host");
-    let tls = match m.get("tls") {
-        None => Some(TlsMode::StartTls),
-        Some(n) => match doc.read::<String>(n).as_deref() {
-            Some("implicit") => Some(TlsMode::Implicit),
-            Some("starttls") => Some(TlsMode::StartTls),
-            Some("none") => Some(TlsMode::None),
-            Some(other) => {
-                doc.error_hint(
-                    n,
-                    format!("unknown tls mode `{other}`"),
-                    "use implicit, starttls or none",
-                );
-                None
-            }
-            None => None,
-        },
-    };
+    let tls = read_tls(&m, TlsMode::StartTls);
     let port: Option<u16> = m.opt("port");
     let username: Option<String> = m.opt("username");
     let auth_node = m.get("auth");
@@ -867,23 +871,7 @@ fn read_sequences(doc: &Doc, node: &Node) -> Option<SequencesConfig> {
 fn read_imap(m: &MapReader<'_>, mailbox_id: &str) -> Option<MailboxSource> {
     let doc = m.doc();
     let host: Option<String> = m.req("host");
-    let tls = match m.get("tls") {
-        None => Some(TlsMode::Implicit),
-        Some(n) => match doc.read::<String>(n).as_deref() {
-            Some("implicit") => Some(TlsMode::Implicit),
-            Some("starttls") => Some(TlsMode::StartTls),
-            Some("none") => Some(TlsMode::None),
-            Some(other) => {
-                doc.error_hint(
-                    n,
-                    format!("unknown tls mode `{other}`"),
-                    "use implicit, starttls or none",
-                );
-                None
-            }
-            None => None,
-        },
-    };
+    let tls = read_tls(m, TlsMode::Implicit);
     let port: Option<u16> = m.opt("port");
     let username: Option<String> = m.req("username");
     let auth_node = m.get("auth");

@@ -4,9 +4,10 @@
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::info;
 
 use super::Supervised;
+use super::source_task::{after_failure, pause};
 use crate::config::{CalendarConfig, CalendarSource};
 use crate::sources::calendar::caldav::{self, CalDavClient, DavAuth};
 use crate::sources::calendar::google::{self, GoogleCalendar};
@@ -87,20 +88,12 @@ impl CalendarTask {
         }
     }
 
-    async fn report(&self, state: HealthState, error: Option<&str>) {
-        if let Err(e) = self
-            .ingestor
-            .store
-            .set_health(&self.config.id, self.kind(), state, error)
-            .await
-        {
-            warn!(calendar = %self.config.id, "cannot record health: {e:#}");
-        }
-    }
-
     async fn serve(&self, cancel: CancellationToken) {
         let id = self.config.id.clone();
-        self.report(HealthState::Starting, None).await;
+        self.ingestor
+            .store
+            .record_health(&id, self.kind(), HealthState::Starting, None)
+            .await;
         let mut backoff = Backoff::default();
         loop {
             let result = tokio::select! {
@@ -113,21 +106,16 @@ impl CalendarTask {
                     self.ingestor.synced(self.kind(), &stats).await;
                     self.config.poll_interval
                 }
-                Err(SourceError::Auth(msg)) => {
-                    error!(calendar = %id, "credentials refused, calendar stopped until the config or token is fixed: {msg}");
-                    self.report(HealthState::AuthFailed, Some(&msg)).await;
-                    return;
-                }
                 Err(e) => {
-                    let d = backoff.next_delay();
-                    warn!(calendar = %id, retry_in = ?d, "sync failed: {e:#}");
-                    self.report(HealthState::Retrying, Some(&format!("{e:#}"))).await;
-                    d
+                    let store = &self.ingestor.store;
+                    match after_failure(store, "calendar", &id, self.kind(), &e, &mut backoff).await {
+                        Some(d) => d,
+                        None => return,
+                    }
                 }
             };
-            tokio::select! {
-                _ = cancel.cancelled() => break,
-                _ = tokio::time::sleep(delay) => {}
+            if !pause(&cancel, delay).await {
+                break;
             }
         }
         info!(calendar = %id, "calendar task stopped");

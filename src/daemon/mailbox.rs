@@ -4,9 +4,10 @@
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::info;
 
 use super::Supervised;
+use super::source_task::{after_failure, pause};
 use crate::config::{MailboxConfig, MailboxSource};
 use crate::sources::mail::{IngestStats, Ingestor, imap, maildir};
 use crate::sources::{Backoff, SourceError};
@@ -34,17 +35,6 @@ impl MailboxTask {
         }
     }
 
-    async fn report(&self, state: HealthState, error: Option<&str>) {
-        if let Err(e) = self
-            .ingestor
-            .store
-            .set_health(&self.config.id, self.kind(), state, error)
-            .await
-        {
-            warn!(mailbox = %self.config.id, "cannot record health: {e:#}");
-        }
-    }
-
     /// Runs until `cancel` fires or authentication fails.
     pub async fn run(self, cancel: CancellationToken) {
         self.serve(cancel).await
@@ -52,7 +42,10 @@ impl MailboxTask {
 
     async fn serve(&self, cancel: CancellationToken) {
         let id = self.config.id.clone();
-        self.report(HealthState::Starting, None).await;
+        self.ingestor
+            .store
+            .record_health(&id, self.kind(), HealthState::Starting, None)
+            .await;
         let mut backoff = Backoff::default();
         loop {
             let started = std::time::Instant::now();
@@ -62,27 +55,20 @@ impl MailboxTask {
             // The source stops by itself when `cancel` fires, after storing the batch in hand
             // and its cursor; the supervisor aborts it if that takes longer than the deadline.
             let result = self.watch(&cancel).await;
-            let delay = match result {
+            let e = match result {
                 Ok(()) => break,
-                Err(SourceError::Auth(msg)) => {
-                    error!(mailbox = %id, "authentication failed, mailbox stopped until the config or password is fixed: {msg}");
-                    self.report(HealthState::AuthFailed, Some(&msg)).await;
-                    return;
-                }
-                Err(e) => {
-                    // A connection that stayed up a while was healthy: start backing off afresh.
-                    if started.elapsed() > std::time::Duration::from_secs(60) {
-                        backoff.reset();
-                    }
-                    let d = backoff.next_delay();
-                    warn!(mailbox = %id, retry_in = ?d, "sync failed: {e:#}");
-                    self.report(HealthState::Retrying, Some(&format!("{e:#}"))).await;
-                    d
-                }
+                Err(e) => e,
             };
-            tokio::select! {
-                _ = cancel.cancelled() => break,
-                _ = tokio::time::sleep(delay) => {}
+            // A connection that stayed up a while was healthy: start backing off afresh.
+            if started.elapsed() > std::time::Duration::from_secs(60) {
+                backoff.reset();
+            }
+            let store = &self.ingestor.store;
+            let Some(delay) = after_failure(store, "mailbox", &id, self.kind(), &e, &mut backoff).await else {
+                return;
+            };
+            if !pause(&cancel, delay).await {
+                break;
             }
         }
         info!(mailbox = %id, "mailbox task stopped");

@@ -6,6 +6,7 @@ mod groups;
 mod mailbox;
 pub mod notify;
 pub mod reload;
+mod source_task;
 mod supervisor;
 
 use std::fmt::Write;
@@ -121,6 +122,18 @@ async fn import_lead_files(config: &Config, store: &Store) -> Result<()> {
     Ok(())
 }
 
+/// `rapport run --once`: a source that failed is logged and recorded (`auth_failed` or
+/// `failed`: nothing retries it in this run); the others go on.
+async fn once_failed(store: &Store, id: &str, kind: &str, e: &crate::sources::SourceError) -> Result<()> {
+    error!(source = %id, "sync failed: {e:#}");
+    let state = if e.is_auth() {
+        crate::store::HealthState::AuthFailed
+    } else {
+        crate::store::HealthState::Failed
+    };
+    store.set_health(id, kind, state, Some(&format!("{e:#}"))).await
+}
+
 /// Runs the daemon until `shutdown` completes (or, with `once`, until one pass is done).
 pub async fn run(
     config: Config,
@@ -142,33 +155,13 @@ pub async fn run(
         for t in &tasks {
             match t.sync_once().await {
                 Ok(stats) => t.ingestor.synced(t.kind(), &stats).await,
-                Err(e) => {
-                    error!(mailbox = %t.config.id, "sync failed: {e:#}");
-                    let state = if e.is_auth() {
-                        crate::store::HealthState::AuthFailed
-                    } else {
-                        crate::store::HealthState::Failed
-                    };
-                    store
-                        .set_health(&t.config.id, t.kind(), state, Some(&format!("{e:#}")))
-                        .await?;
-                }
+                Err(e) => once_failed(&store, &t.config.id, t.kind(), &e).await?,
             }
         }
         for c in &calendars {
             match c.sync_once().await {
                 Ok(stats) => c.ingestor.synced(c.kind(), &stats).await,
-                Err(e) => {
-                    error!(calendar = %c.config.id, "sync failed: {e:#}");
-                    let state = if e.is_auth() {
-                        crate::store::HealthState::AuthFailed
-                    } else {
-                        crate::store::HealthState::Failed
-                    };
-                    store
-                        .set_health(&c.config.id, c.kind(), state, Some(&format!("{e:#}")))
-                        .await?;
-                }
+                Err(e) => once_failed(&store, &c.config.id, c.kind(), &e).await?,
             }
         }
         crate::sequences::sender::send_due_once(&senders).await;

@@ -41,6 +41,20 @@ pub struct SourceHealth {
 }
 
 impl Store {
+    /// Records a completed sync of a source as healthy. A failure to write that is logged, not
+    /// returned: the sync itself succeeded and its data is stored.
+    pub async fn record_healthy(&self, source_id: &str, kind: &str) {
+        self.record_health(source_id, kind, HealthState::Ok, None).await;
+    }
+
+    /// [`Store::set_health`] for source tasks, which go on whatever happens: a failure to write
+    /// is logged.
+    pub async fn record_health(&self, source_id: &str, kind: &str, state: HealthState, error: Option<&str>) {
+        if let Err(e) = self.set_health(source_id, kind, state, error).await {
+            tracing::warn!(source = %source_id, "cannot record health: {e:#}");
+        }
+    }
+
     /// Records a source's state; `error` is `None` on success.
     pub async fn set_health(&self, source_id: &str, kind: &str, state: HealthState, error: Option<&str>) -> Result<()> {
         let now = self.now();

@@ -98,13 +98,7 @@ impl CalendarIngestor {
                 "calendar synced"
             );
         }
-        if let Err(e) = self
-            .store
-            .set_health(&self.calendar_id, kind, crate::store::HealthState::Ok, None)
-            .await
-        {
-            warn!(calendar = %self.calendar_id, "cannot record health: {e:#}");
-        }
+        self.store.record_healthy(&self.calendar_id, kind).await;
     }
 
     /// Compares `changes` with what was stored, records the activities that makes and the new

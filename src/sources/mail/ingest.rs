@@ -117,13 +117,7 @@ impl Ingestor {
                 "mail synced"
             );
         }
-        if let Err(e) = self
-            .store
-            .set_health(&self.mailbox_id, kind, crate::store::HealthState::Ok, None)
-            .await
-        {
-            warn!(mailbox = %self.mailbox_id, "cannot record health: {e:#}");
-        }
+        self.store.record_healthy(&self.mailbox_id, kind).await;
     }
 
     /// Processes a batch and, in the same transaction, moves `cursor` forward.
