@@ -762,6 +762,25 @@ fn read_tls(m: &MapReader<'_>, default: TlsMode) -> Option<TlsMode> {
     }
 }
 
+/// `tls: none` is refused for any host but loopback: the login and the mail would cross the
+/// network in clear text.
+fn plain_only_to_loopback(m: &MapReader<'_>, tls: TlsMode, host: Option<&str>, protocol: &str) -> Option<TlsMode> {
+    if tls == TlsMode::None
+        && let Some(h) = host
+        && !is_loopback(h)
+    {
+        if let Some(n) = m.get("tls") {
+            m.doc().error_hint(
+                n,
+                format!("`tls: none` would send the login and the mail to {h} in clear text"),
+                format!("plain {protocol} is only allowed to a loopback host (127.0.0.1, ::1, localhost); use implicit or starttls"),
+            );
+        }
+        return None;
+    }
+    Some(tls)
+}
+
 fn read_smtp(doc: &Doc, node: &Node, imap_oauth: Option<&OAuthConfig>) -> Option<SmtpConfig> {
     let m = doc.map(node, "`smtp`")?;
     let host: Option<String> = m.req("host");
@@ -805,20 +824,7 @@ fn read_smtp(doc: &Doc, node: &Node, imap_oauth: Option<&OAuthConfig>) -> Option
     let ca_file = m.opt::<PathBuf>("ca_file").map(|p| resolve_path(&doc.file, &p));
     let append_to_sent = m.or("append_to_sent", false);
     let sent_folder_is_authoritative = m.or("sent_folder_is_authoritative", false);
-    let tls = tls?;
-    if tls == TlsMode::None
-        && let Some(h) = &host
-        && !is_loopback(h)
-    {
-        if let Some(n) = m.get("tls") {
-            doc.error_hint(
-                n,
-                format!("`tls: none` would send mail and password to {h} in clear text"),
-                "plain SMTP is only allowed to a loopback host (127.0.0.1, ::1, localhost); use implicit or starttls",
-            );
-        }
-        return None;
-    }
+    let tls = plain_only_to_loopback(&m, tls?, host.as_deref(), "SMTP")?;
     m.finish();
     Some(SmtpConfig {
         host: host?,
@@ -902,20 +908,7 @@ fn read_imap(m: &MapReader<'_>, mailbox_id: &str) -> Option<MailboxSource> {
     let poll_interval = m.or("poll_interval", Duration::from_secs(60));
     let idle = m.or("idle", true);
     let ca_file = m.opt::<PathBuf>("ca_file").map(|p| resolve_path(&doc.file, &p));
-    let tls = tls?;
-    if tls == TlsMode::None
-        && let Some(h) = &host
-        && !is_loopback(h)
-    {
-        if let Some(n) = m.get("tls") {
-            doc.error_hint(
-                n,
-                format!("`tls: none` would send the password to {h} in clear text"),
-                "plain IMAP is only allowed to a loopback host (127.0.0.1, ::1, localhost); use implicit or starttls",
-            );
-        }
-        return None;
-    }
+    let tls = plain_only_to_loopback(m, tls?, host.as_deref(), "IMAP")?;
     Some(MailboxSource::Imap(ImapConfig {
         host: host?,
         port: port.unwrap_or(if tls == TlsMode::Implicit { 993 } else { 143 }),

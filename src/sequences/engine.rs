@@ -17,7 +17,7 @@ use super::template::{ContextParts, context};
 use super::unsubscribe::UnsubscribeKey;
 use crate::activity::{ActivityKind, Direction, NewActivity, SourceKind};
 use crate::config::{Config, ImapConfig, RepConfig};
-use crate::store::{EnrollOutcome, Enrollment, LeadForSending, NewOutbox, OutboxRow, Store};
+use crate::store::{EnrollOutcome, Enrollment, Lead, NewOutbox, OutboxRow, Store};
 
 /// Retries of a message after temporary SMTP failures before it is given up.
 pub const MAX_ATTEMPTS: i32 = 8;
@@ -109,7 +109,7 @@ impl Engine {
     }
 
     /// The rep and the mailbox that send this sequence to this lead.
-    pub fn sender_for(&self, seq: &Sequence, lead: &LeadForSending) -> Result<(&RepConfig, String), String> {
+    pub fn sender_for(&self, seq: &Sequence, lead: &Lead) -> Result<(&RepConfig, String), String> {
         if let Some(mb) = &seq.mailbox {
             let rep = self
                 .config
@@ -136,7 +136,7 @@ impl Engine {
     }
 
     /// The sending calendar of a lead in a sequence.
-    pub fn calendar<'a>(&self, seq: &'a Sequence, lead: &LeadForSending, rep: Option<&RepConfig>) -> SendCalendar<'a> {
+    pub fn calendar<'a>(&self, seq: &'a Sequence, lead: &Lead, rep: Option<&RepConfig>) -> SendCalendar<'a> {
         SendCalendar {
             tz: resolve_tz(lead.time_zone.as_deref(), rep.map(|r| r.time_zone), seq.time_zone),
             window: &seq.window,
@@ -156,7 +156,7 @@ impl Engine {
         self.enroll_lead(seq, &lead).await
     }
 
-    pub async fn enroll_lead(&self, seq: &Sequence, lead: &LeadForSending) -> Result<EnrollResult> {
+    pub async fn enroll_lead(&self, seq: &Sequence, lead: &Lead) -> Result<EnrollResult> {
         if lead.unsubscribed_at.is_some() {
             return Ok(EnrollResult::Refused(format!("{} unsubscribed", lead.email)));
         }
@@ -525,7 +525,7 @@ impl Engine {
         }
     }
 
-    async fn skip(&self, e: &Enrollment, step: usize, lead: &LeadForSending, why: &anyhow::Error) -> Result<Progress> {
+    async fn skip(&self, e: &Enrollment, step: usize, lead: &Lead, why: &anyhow::Error) -> Result<Progress> {
         warn!(enrollment = e.id, lead = %lead.email, "lead skipped: {why:#}");
         self.stop(e, step, "skipped", &format!("{why:#}")).await
     }
@@ -533,7 +533,7 @@ impl Engine {
     pub fn render_context(
         &self,
         seq: &Sequence,
-        lead: &LeadForSending,
+        lead: &Lead,
         rep: Option<&RepConfig>,
         enrollment_id: i64,
     ) -> serde_json::Value {
@@ -597,7 +597,7 @@ impl Engine {
         e: &Enrollment,
         step: usize,
         reply_to_previous: bool,
-        lead: &LeadForSending,
+        lead: &Lead,
         rep: Option<&RepConfig>,
     ) -> Result<Result<OutboxRow, anyhow::Error>> {
         let earlier = self.store.outbox_of_enrollment(e.id).await?;

@@ -90,6 +90,7 @@ macro_rules! lead_select {
         )
     };
 }
+pub(super) use lead_select;
 
 /// Rows per statement on SQLite: 8 parameters a row stays far below its variable limit.
 const SQLITE_BATCH: usize = 1000;

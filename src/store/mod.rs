@@ -31,7 +31,7 @@ pub use leads::{Lead, LeadColumns, NewLead, UpsertCounts};
 pub use mail::SeenMail;
 pub use meetings::StoredMeeting;
 pub use reports::{ActivityFilter, RepGroup, SentMail, SourceSync};
-pub use sequences::{EnrollOutcome, Enrollment, LeadEvent, LeadForSending, NewOutbox, OutboxRow, SendStats};
+pub use sequences::{EnrollOutcome, Enrollment, LeadEvent, NewOutbox, OutboxRow, SendStats};
 
 use crate::clock::SharedClock;
 use crate::config::{Config, redact_url};

@@ -5,7 +5,8 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 
-use super::{Backend, Store, with_pool, with_tx};
+use super::leads::lead_select;
+use super::{Backend, Lead, Store, with_pool, with_tx};
 use crate::activity::NewActivity;
 
 /// One enrollment as a sender sees it.
@@ -28,22 +29,6 @@ pub struct Enrollment {
 
 const ENROLLMENT_COLUMNS: &str = "id, sequence_id, sequence_version, lead_id, rep_id, mailbox_id, state, next_step,
     next_due_at, stop_reason, enrolled_at, last_step_at, auto_reply_seen_at";
-
-/// A lead with what templates and exit rules need.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub struct LeadForSending {
-    pub id: i64,
-    pub email: String,
-    pub name: Option<String>,
-    pub company_name: Option<String>,
-    pub company_domain: Option<String>,
-    pub owner_rep: Option<String>,
-    pub time_zone: Option<String>,
-    pub status: String,
-    pub attributes: Json<serde_json::Value>,
-    pub bounced_at: Option<DateTime<Utc>>,
-    pub unsubscribed_at: Option<DateTime<Utc>>,
-}
 
 /// An activity that matters to exit rules.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -307,27 +292,20 @@ impl Store {
             .context("listing upcoming steps")
     }
 
-    pub async fn lead_for_sending(&self, lead_id: i64) -> Result<Option<LeadForSending>> {
-        with_pool!(self, |pool| sqlx::query_as(
-            "SELECT l.id, l.email, l.name, l.company_name, c.domain AS company_domain, l.owner_rep, l.time_zone,
-                l.status, l.attributes, l.bounced_at, l.unsubscribed_at
-             FROM leads l LEFT JOIN companies c ON c.id = l.company_id WHERE l.id = $1"
-        )
-        .bind(lead_id)
-        .fetch_optional(pool)
-        .await)
+    pub async fn lead_for_sending(&self, lead_id: i64) -> Result<Option<Lead>> {
+        with_pool!(self, |pool| sqlx::query_as(lead_select!("WHERE l.id = $1"))
+            .bind(lead_id)
+            .fetch_optional(pool)
+            .await)
         .context("reading a lead")
     }
 
     /// Leads that are in no enrollment of `sequence_id` yet (for enroll rules).
-    pub async fn leads_never_enrolled(&self, sequence_id: &str) -> Result<Vec<LeadForSending>> {
-        with_pool!(self, |pool| sqlx::query_as(
-            "SELECT l.id, l.email, l.name, l.company_name, c.domain AS company_domain, l.owner_rep, l.time_zone,
-                l.status, l.attributes, l.bounced_at, l.unsubscribed_at
-             FROM leads l LEFT JOIN companies c ON c.id = l.company_id
-             WHERE NOT EXISTS (SELECT 1 FROM enrollments e WHERE e.lead_id = l.id AND e.sequence_id = $1)
+    pub async fn leads_never_enrolled(&self, sequence_id: &str) -> Result<Vec<Lead>> {
+        with_pool!(self, |pool| sqlx::query_as(lead_select!(
+            "WHERE NOT EXISTS (SELECT 1 FROM enrollments e WHERE e.lead_id = l.id AND e.sequence_id = $1)
              ORDER BY l.id"
-        )
+        ))
         .bind(sequence_id)
         .fetch_all(pool)
         .await)

@@ -18,11 +18,10 @@ use chrono::{DateTime, Utc};
 use tracing::{debug, info, warn};
 
 use crate::activity::{Direction, NewActivity, SourceKind};
-use crate::address;
 use crate::config::RepConfig;
+use crate::matcher::MailMatcher;
 use crate::matcher::meeting::{CurrentMeeting, KnownMeeting, meeting_activities, meeting_parties};
-use crate::matcher::{DomainClass, LeadMatch, MailMatcher};
-use crate::sources::mail::MatchRules;
+use crate::sources::mail::{MatchRules, NewLeads};
 use crate::store::{Store, StoredMeeting, SyncCursor};
 use ics::{EventInstance, Window};
 
@@ -167,8 +166,7 @@ impl CalendarIngestor {
         let mut tx = self.store.begin().await?;
         let mut activities = Vec::new();
         let mut rows = Vec::new();
-        let mut new_leads: Vec<(String, i64)> = Vec::new();
-        let mut lead_cache: HashMap<String, i64> = HashMap::new();
+        let mut new_leads = NewLeads::default();
         let mut keys: Vec<&(String, String)> = current.keys().collect();
         keys.sort();
         for key in keys {
@@ -176,27 +174,7 @@ impl CalendarIngestor {
             let p = &parties[key];
             let mut lead_ids = Vec::new();
             for l in &p.leads {
-                let id = match l {
-                    LeadMatch::Known { id, .. } => *id,
-                    LeadMatch::AtCompany { address, .. } | LeadMatch::Unknown { address } => {
-                        if let Some(id) = lead_cache.get(address) {
-                            *id
-                        } else {
-                            let domain = address::domain_of(address);
-                            let company =
-                                (self.rules.domains.classify(domain) == DomainClass::Company).then_some(domain);
-                            let origin = if matches!(l, LeadMatch::AtCompany { .. }) {
-                                "domain_match"
-                            } else {
-                                "unknown_sender"
-                            };
-                            let id = tx.ensure_lead(address, company, &self.rep_id, origin, now).await?;
-                            new_leads.push((address.clone(), id));
-                            lead_cache.insert(address.clone(), id);
-                            id
-                        }
-                    }
-                };
+                let id = new_leads.id_for(&mut tx, &self.rules, l, &self.rep_id, now).await?;
                 if !lead_ids.contains(&id) {
                     lead_ids.push(id);
                 }
@@ -295,12 +273,7 @@ impl CalendarIngestor {
             tx.put_cursor(c, now).await?;
         }
         tx.commit().await?;
-        if !new_leads.is_empty() {
-            let mut index = self.rules.index.write().await;
-            for (address, id) in new_leads {
-                index.add_lead(address, id);
-            }
-        }
+        new_leads.publish(&self.rules).await;
         Ok(stats)
     }
 

@@ -3,7 +3,7 @@
 //! their natural key), bounces, the `mail_seen` rows and the folder's cursor together, so a
 //! crash can neither lose a message nor count it twice.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use anyhow::Result;
@@ -16,7 +16,7 @@ use crate::activity::{ActivityKind, NewActivity, SourceKind};
 use crate::address;
 use crate::config::{Config, PrivacyConfig, RepConfig, UnknownSenders};
 use crate::matcher::{DomainClass, DomainRules, LeadIndex, LeadMatch, MailDecision, MailMatcher, RepView, SkipReason};
-use crate::store::{SeenMail, Store, SyncCursor};
+use crate::store::{SeenMail, Store, SyncCursor, Tx};
 
 /// One message as a source read it.
 #[derive(Debug, Clone)]
@@ -59,6 +59,53 @@ pub struct MatchRules {
     /// Leads and companies; reloaded by the daemon when leads change, grown by ingestion.
     pub index: RwLock<LeadIndex>,
     pub privacy: PrivacyConfig,
+}
+
+/// Leads made during one batch for addresses not known yet (a domain match or, by config, an
+/// unknown sender): created in the batch's transaction, and added to the index every task
+/// matches against once that transaction has committed.
+#[derive(Default)]
+pub struct NewLeads {
+    ids: HashMap<String, i64>,
+    created: Vec<(String, i64)>,
+}
+
+impl NewLeads {
+    /// The lead id of `l`, creating the lead (owned by `rep_id`) when it is new.
+    pub async fn id_for(
+        &mut self,
+        tx: &mut Tx,
+        rules: &MatchRules,
+        l: &LeadMatch,
+        rep_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<i64> {
+        let (address, origin) = match l {
+            LeadMatch::Known { id, .. } => return Ok(*id),
+            LeadMatch::AtCompany { address, .. } => (address, "domain_match"),
+            LeadMatch::Unknown { address } => (address, "unknown_sender"),
+        };
+        if let Some(id) = self.ids.get(address) {
+            return Ok(*id);
+        }
+        let domain = address::domain_of(address);
+        let company = (rules.domains.classify(domain) == DomainClass::Company).then_some(domain);
+        let id = tx.ensure_lead(address, company, rep_id, origin, now).await?;
+        self.ids.insert(address.clone(), id);
+        self.created.push((address.clone(), id));
+        Ok(id)
+    }
+
+    /// After the commit: the new leads join the shared index.
+    pub async fn publish(self, rules: &MatchRules) {
+        if self.created.is_empty() {
+            return;
+        }
+        let mut index = rules.index.write().await;
+        for (address, id) in self.created {
+            index.add_lead(address, id);
+        }
+    }
 }
 
 impl MatchRules {
@@ -183,7 +230,7 @@ impl Ingestor {
             ..Default::default()
         };
         let mut seen_rows = Vec::with_capacity(batch.len());
-        let mut new_leads: Vec<(String, i64)> = Vec::new();
+        let mut new_leads = NewLeads::default();
         let mut activities = Vec::new();
         let mut tx = self.store.begin().await?;
         for (m, message_id, decision) in &decisions {
@@ -200,23 +247,7 @@ impl Ingestor {
                 ) => {
                     let mut lead_ids = Vec::with_capacity(leads.len());
                     for l in leads {
-                        let id = match l {
-                            LeadMatch::Known { id, .. } => *id,
-                            LeadMatch::AtCompany { address, .. } | LeadMatch::Unknown { address } => {
-                                let domain = address::domain_of(address);
-                                let company =
-                                    (self.rules.domains.classify(domain) == DomainClass::Company).then_some(domain);
-                                let origin = if matches!(l, LeadMatch::AtCompany { .. }) {
-                                    "domain_match"
-                                } else {
-                                    "unknown_sender"
-                                };
-                                let id = tx.ensure_lead(address, company, &self.rep_id, origin, now).await?;
-                                new_leads.push((address.clone(), id));
-                                id
-                            }
-                        };
-                        lead_ids.push(id);
+                        lead_ids.push(new_leads.id_for(&mut tx, &self.rules, l, &self.rep_id, now).await?);
                     }
                     if !bounced.is_empty() {
                         tx.mark_bounced(bounced, now).await?;
@@ -307,13 +338,7 @@ impl Ingestor {
             tx.put_cursor(c, now).await?;
         }
         tx.commit().await?;
-
-        if !new_leads.is_empty() {
-            let mut index = self.rules.index.write().await;
-            for (address, id) in new_leads {
-                index.add_lead(address, id);
-            }
-        }
+        new_leads.publish(&self.rules).await;
         Ok(stats)
     }
 }
