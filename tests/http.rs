@@ -14,6 +14,7 @@ use common::TestDb;
 use rapport::config::Config;
 use rapport::daemon::{RunOptions, run};
 use rapport::http::HttpServer;
+use rapport::sequences::unsubscribe::UnsubscribeKey;
 use rapport::targets::Targets;
 use tokio_util::sync::CancellationToken;
 
@@ -557,9 +558,18 @@ async fn daemon_serves_http_as_a_supervised_task() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("unsubscribe.key");
+    std::fs::write(&key_file, "the-unsubscribe-key\n").unwrap();
     let config = Config::from_str(
-        Path::new("/tmp/rapport-http-test.yaml"),
-        &common::config_yaml(&db.url, &format!("http:\n  listen: 127.0.0.1:{port}\n")),
+        &dir.path().join("rapport.yaml"),
+        &common::config_yaml(
+            &db.url,
+            &format!(
+                "http:\n  listen: 127.0.0.1:{port}\nsequences:\n  unsubscribe_key_file: {}\n",
+                key_file.display()
+            ),
+        ),
     )
     .unwrap_or_else(|e| panic!("{e}"));
     assert!(config.http.enabled);
@@ -586,6 +596,22 @@ async fn daemon_serves_http_as_a_supervised_task() {
         Some(reqwest::StatusCode::OK),
         "the daemon never served /healthz"
     );
+    // The unsubscribe links of sequence emails are served by the same listener.
+    let secret = std::fs::read_to_string(&key_file).unwrap();
+    let token = UnsubscribeKey::new(secret.trim().as_bytes()).token(1, 2);
+    let page = client
+        .get(format!("http://127.0.0.1:{port}/unsubscribe/{token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), reqwest::StatusCode::OK);
+    assert!(page.text().await.unwrap().contains("Stop receiving these emails?"));
+    let forged = client
+        .get(format!("http://127.0.0.1:{port}/unsubscribe/1-2-{}", "0".repeat(64)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), reqwest::StatusCode::NOT_FOUND);
     stop_tx.send(()).unwrap();
     daemon.await.unwrap().unwrap();
     assert!(

@@ -25,7 +25,7 @@ pub(super) async fn after_failure(
         SourceError::Auth(msg) => {
             error!(
                 source = %id,
-                "{what} stopped: credentials refused; fix the config or the secret, then `systemctl reload rapport`: {msg}"
+                "{what} stopped: authentication failed; fix the config or the secret, then `systemctl reload rapport`: {msg}"
             );
             store.record_health(id, kind, HealthState::AuthFailed, Some(msg)).await;
             None
