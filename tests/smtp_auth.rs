@@ -1,4 +1,4 @@
-//! Logging in to SMTP for sending: a password (PLAIN), and XOAUTH2 with the access tokens of the
+//! Sending over SMTP: STARTTLS and implicit TLS with a private CA, a password (PLAIN), and XOAUTH2 with the access tokens of the
 //! mailbox's OAuth2 login (tests/common/idp.rs), against aiosmtpd (tests/common/smtp.rs) that
 //! checks the password, or the bearer token by RFC 7662 introspection at the provider. A
 //! refused token is refreshed and the message goes out on the next try; `rapport doctor`
@@ -16,11 +16,21 @@ use rapport::sequences::smtp::{SendOutcome, SmtpClient};
 
 const RAW: &[u8] = b"From: alice@example.com\r\nTo: sara@acme.example\r\nSubject: Hello\r\nMessage-ID: <smtp-auth-1@example.com>\r\n\r\nHello Sara\r\n";
 
-/// A config whose one mailbox sends through `sink`; `imap_auth` and `smtp_auth` are the YAML
-/// lines of each login.
+/// A config whose one mailbox sends through `sink` (SMTP `tls: none`); `imap_auth` and
+/// `smtp_auth` are the YAML lines of each login.
 fn config(dir: &Path, sink: &SmtpSink, imap_auth: &str, smtp_auth: &str) -> (Config, std::path::PathBuf) {
+    config_tls(dir, sink, imap_auth, smtp_auth, "none")
+}
+
+fn config_tls(
+    dir: &Path,
+    sink: &SmtpSink,
+    imap_auth: &str,
+    smtp_auth: &str,
+    tls: &str,
+) -> (Config, std::path::PathBuf) {
     let yaml = format!(
-        "database:\n  url: sqlite://{db}\ninternal_domains: [example.com]\nreps:\n  - id: alice\n    name: Alice\n    email: alice@example.com\n    mailboxes: [alice-imap]\nmailboxes:\n  - id: alice-imap\n    kind: imap\n    host: 127.0.0.1\n    port: {closed}\n    tls: none\n    username: alice\n{imap_auth}    smtp:\n      host: 127.0.0.1\n      port: {port}\n      tls: none\n      username: alice\n{smtp_auth}",
+        "database:\n  url: sqlite://{db}\ninternal_domains: [example.com]\nreps:\n  - id: alice\n    name: Alice\n    email: alice@example.com\n    mailboxes: [alice-imap]\nmailboxes:\n  - id: alice-imap\n    kind: imap\n    host: 127.0.0.1\n    port: {closed}\n    tls: none\n    username: alice\n{imap_auth}    smtp:\n      host: 127.0.0.1\n      port: {port}\n      tls: {tls}\n      username: alice\n{smtp_auth}",
         db = dir.join("r.db").display(),
         closed = closed_port(),
         port = sink.port
@@ -141,4 +151,61 @@ async fn xoauth2_sends_with_the_mailboxs_oauth_token_and_refreshes_a_refused_one
     idp.state.lock().unwrap().revoke_user("alice");
     let line = doctor_smtp_line(&path);
     assert!(line.starts_with("FAIL"), "{line}");
+}
+
+/// STARTTLS and implicit TLS with a certificate from a private CA: sent when the client trusts
+/// that CA (`ca_file`), refused (and retried later, nothing delivered) when it does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starttls_and_implicit_tls_with_a_private_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = dir.path().join("tls");
+    common::dovecot::make_certificates(&tls);
+    let (cert, key, ca) = (tls.join("server.pem"), tls.join("server.key"), tls.join("ca.pem"));
+    std::fs::write(dir.path().join("imap.pw"), "x\n").unwrap();
+    std::fs::write(dir.path().join("smtp.pw"), "s3cret-pw\n").unwrap();
+    for mode in ["starttls", "implicit"] {
+        let mut args = vec![
+            "--login",
+            "alice:s3cret-pw",
+            "--tls",
+            cert.to_str().unwrap(),
+            key.to_str().unwrap(),
+        ];
+        if mode == "implicit" {
+            args.push("--implicit-tls");
+        }
+        let sink = SmtpSink::start(&args);
+        let smtp = |trusted: bool| {
+            let ca_line = if trusted {
+                format!("      ca_file: {}\n", ca.display())
+            } else {
+                String::new()
+            };
+            format!("      password_file: smtp.pw\n{ca_line}")
+        };
+        let imap = "    password_file: imap.pw\n";
+        let (untrusted, untrusted_path) = config_tls(dir.path(), &sink, imap, &smtp(false), mode);
+        match client(&untrusted)
+            .send_raw("alice@example.com", "sara@acme.example", RAW)
+            .await
+        {
+            SendOutcome::Retry(why) => assert!(why.to_lowercase().contains("certificate"), "{mode}: {why}"),
+            other => panic!("{mode}: an untrusted certificate must not send, got {other:?}"),
+        }
+        assert!(sink.messages().is_empty(), "{mode}");
+        let line = doctor_smtp_line(&untrusted_path);
+        assert!(line.starts_with("FAIL"), "{mode}: {line}");
+
+        let (trusted, trusted_path) = config_tls(dir.path(), &sink, imap, &smtp(true), mode);
+        let outcome = client(&trusted)
+            .send_raw("alice@example.com", "sara@acme.example", RAW)
+            .await;
+        assert_eq!(outcome, SendOutcome::Sent, "{mode}");
+        assert_eq!(sink.messages().len(), 1, "{mode}");
+        let versions = std::fs::read_to_string(sink.dir().join("tls")).unwrap();
+        assert!(versions.trim().starts_with("TLSv1."), "{mode}: {versions}");
+        assert_eq!(logins(&sink), "PLAIN alice\n", "{mode}");
+        let line = doctor_smtp_line(&trusted_path);
+        assert!(line.starts_with("ok"), "{mode}: {line}");
+    }
 }

@@ -778,8 +778,8 @@ fn preflight() -> (u32, u32) {
 /// Writes a throwaway CA (`ca.pem`, `ca.key`) and a server certificate it signed (`server.pem`,
 /// `server.key`: P-256, SHA-256, valid for 3 days, subjectAltName `IP:127.0.0.1, DNS:localhost`)
 /// into `dir`. Two certificates, because webpki (rustls) accepts neither a self-signed leaf as its
-/// own root nor a certificate without subjectAltName.
-fn make_certificates(dir: &Path) {
+/// own root nor a certificate without subjectAltName. Also used by the SMTP test server.
+pub fn make_certificates(dir: &Path) {
     fs::create_dir(dir).expect("create the TLS dir");
     let path = |name: &str| dir.join(name).to_str().expect("UTF-8 temp dir path").to_string();
     fs::write(

@@ -2,7 +2,7 @@
 """A real SMTP server for Rapport's tests (aiosmtpd): stores every accepted message as a file.
 
 Usage: smtp_sink.py --port N --dir DIR [--copy-to MAILDIR_FOLDER] [--reject5 SUBSTR]... [--tempfail4 SUBSTR]...
-                    [--login USER:PASSWORD] [--introspect URL]
+                    [--login USER:PASSWORD] [--introspect URL] [--tls CERT KEY] [--implicit-tls]
 
 - Each accepted message is written to DIR/<n>.eml (written to a temp name, then renamed), with
   the envelope in the first line: `X-Envelope: FROM -> TO[,TO]`.
@@ -15,6 +15,9 @@ Usage: smtp_sink.py --port N --dir DIR [--copy-to MAILDIR_FOLDER] [--reject5 SUB
   RFC 7662 introspection endpoint at URL calls active for the user it names (as Gmail and
   Microsoft 365 check their own tokens); a refused token gets 535 and the RFC 7628 error
   challenge first.
+- DIR/tls gets a line per accepted message: the TLS version it came over, or `none`.
+- --tls: offers STARTTLS (and requires it before MAIL) with that certificate and key;
+  with --implicit-tls, TLS from the first byte instead (port 465 style).
 - Writes DIR/ready when listening. Stops on SIGTERM.
 """
 import argparse
@@ -24,6 +27,7 @@ import itertools
 import json
 import os
 import signal
+import ssl
 import time
 import urllib.parse
 import urllib.request
@@ -111,6 +115,9 @@ class Sink:
             os.chown(t2, st.st_uid, st.st_gid)
             os.chmod(t2, 0o600)
             os.rename(t2, os.path.join(self.args.copy_to, "new", base))
+        tls = server.transport.get_extra_info("ssl_object")
+        with open(os.path.join(self.args.dir, "tls"), "a") as f:
+            f.write("%s\n" % (tls.version() if tls else "none"))
         os.rename(tmp, os.path.join(self.args.dir, name + ".eml"))
         return "250 2.0.0 accepted"
 
@@ -124,7 +131,14 @@ async def main():
     p.add_argument("--tempfail4", action="append", default=[])
     p.add_argument("--login")
     p.add_argument("--introspect")
+    p.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"))
+    p.add_argument("--implicit-tls", action="store_true")
     args = p.parse_args()
+    context = None
+    if args.tls:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(args.tls[0], args.tls[1])
+    starttls = context if context and not args.implicit_tls else None
     loop = asyncio.get_running_loop()
     handler = Sink(args)
     auth = bool(args.login or args.introspect)
@@ -136,9 +150,12 @@ async def main():
             auth_required=auth,
             auth_require_tls=False,
             authenticator=handler.authenticate,
+            tls_context=starttls,
+            require_starttls=starttls is not None,
         ),
         host="127.0.0.1",
         port=args.port,
+        ssl=context if args.implicit_tls else None,
     )
     with open(os.path.join(args.dir, "ready"), "w") as f:
         f.write(str(os.getpid()))
