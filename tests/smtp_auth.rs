@@ -1,8 +1,8 @@
-//! Sending over SMTP: STARTTLS and implicit TLS with a private CA, a password (PLAIN), and XOAUTH2 with the access tokens of the
-//! mailbox's OAuth2 login (tests/common/idp.rs), against aiosmtpd (tests/common/smtp.rs) that
-//! checks the password, or the bearer token by RFC 7662 introspection at the provider. A
-//! refused token is refreshed and the message goes out on the next try; `rapport doctor`
-//! checks the same login.
+//! Sending over SMTP against aiosmtpd (tests/common/smtp.rs): STARTTLS and implicit TLS with a
+//! private CA; a password (PLAIN); XOAUTH2 with the access tokens of the mailbox's OAuth2 login
+//! (tests/common/idp.rs), the server checking each bearer token by RFC 7662 introspection at
+//! the provider. A refused token is refreshed and the message goes out on the next try.
+//! `rapport doctor` checks the same logins.
 
 mod common;
 
