@@ -2,7 +2,8 @@
 //! sees at once what is wrong: the config, the database (and its clock), and for each mailbox
 //! the server's reachability, TLS and the login (password or bearer token); for OAuth2
 //! mailboxes the token and the provider's clock (its HTTP `Date` header); for mailboxes that
-//! send, the SMTP server, its TLS and the login.
+//! send, the SMTP server, its TLS and the login; for each calendar, its feed, file or server,
+//! read with its credentials (nothing is stored).
 
 use std::fmt;
 use std::path::Path;
@@ -13,6 +14,7 @@ use tokio::net::TcpStream;
 
 use crate::clock::SharedClock;
 use crate::config::{Config, ConfigError, ImapAuth, MailboxSource, OAuthConfig, SmtpConfig, TlsMode, redact_url};
+use crate::daemon::probe_calendar;
 use crate::oauth::{OAuthError, TokenSource, load_token};
 use crate::sequences::smtp::SmtpClient;
 use crate::sources::mail::imap;
@@ -114,12 +116,23 @@ pub async fn run(path: &Path, clock: SharedClock) -> Report {
         }
         check_mailbox(mb.id.as_str(), &mb.source, &mut report).await;
     }
-    if !config.calendars.is_empty() {
-        report.push(
-            Verdict::Skip,
-            "calendars",
-            "this build does not check calendar servers yet",
-        );
+    for cal in &config.calendars {
+        let subject = format!("calendar {}", cal.id);
+        let tz = config
+            .calendar_owner(&cal.id)
+            .map_or(chrono_tz::Tz::UTC, |r| r.time_zone);
+        match tokio::time::timeout(CHECK_TIMEOUT, probe_calendar(cal, tz, clock.now())).await {
+            Ok(Ok(found)) => report.push(Verdict::Ok, subject, found),
+            Ok(Err(e)) => {
+                let hint = if e.is_auth() {
+                    " (credentials refused: check the token or password)"
+                } else {
+                    ""
+                };
+                report.push(Verdict::Fail, subject, format!("{e:#}{hint}"))
+            }
+            Err(_) => report.push(Verdict::Fail, subject, format!("no answer within {CHECK_TIMEOUT:?}")),
+        }
     }
     for mb in &config.mailboxes {
         if let Some(smtp) = &mb.smtp {

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::TestDb;
+use common::caldav::{DavKind, DavServer};
 use common::dovecot::Dovecot;
 use common::smtp::SmtpSink;
 
@@ -134,4 +135,60 @@ async fn doctor_gives_one_verdict_per_check(db: TestDb) {
     assert!(!ok);
     assert!(out.starts_with("FAIL config"), "{out}");
     assert!(!out.contains("database"), "{out}");
+}
+
+/// An iCalendar object with one event a week from now (inside any window).
+fn one_event(uid: &str) -> String {
+    let start = chrono::Utc::now() + chrono::Duration::days(7);
+    format!(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//rapport tests//EN\r\nBEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:20261101T000000Z\r\nDTSTART:{s}\r\nDTEND:{s}\r\nSUMMARY:Demo\r\nORGANIZER:mailto:alice@example.com\r\nATTENDEE:mailto:sara@acme.example\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+        s = start.format("%Y%m%dT%H%M%SZ")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_reads_each_calendar_and_stores_nothing() {
+    let db = TestDb::sqlite().await;
+    let dav = DavServer::start(DavKind::Radicale).await;
+    dav.put("demo.ics", &one_event("dav-1@test")).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("alice.ics"), one_event("ics-1@test")).unwrap();
+    std::fs::write(dir.path().join("pw"), "unused\n").unwrap();
+    let calendars = format!(
+        "calendars:\n\
+         \x20 - id: good-ics\n    kind: ics\n    path: alice.ics\n\
+         \x20 - id: missing-ics\n    kind: ics\n    path: nowhere.ics\n\
+         \x20 - id: dav\n    kind: caldav\n    url: {}\n    username: {}\n    password_file: pw\n\
+         \x20 - id: dead-dav\n    kind: caldav\n    url: http://127.0.0.1:{}/\n",
+        dav.base_url,
+        dav.username,
+        closed_port()
+    );
+    let yaml = common::config_yaml(&db.url, &calendars).replace(
+        "    time_zone: Europe/Stockholm\n",
+        "    time_zone: Europe/Stockholm\n    calendars: [good-ics, missing-ics, dav, dead-dav]\n",
+    );
+    let config = dir.path().join("rapport.yaml");
+    std::fs::write(&config, yaml).unwrap();
+
+    let (ok, out) = rapport(&config, &["doctor"]);
+    assert!(!ok, "{out}");
+    let good = line(&out, "calendar good-ics");
+    assert!(
+        good.starts_with("ok") && good.contains("1 occurrence(s) in the window"),
+        "{out}"
+    );
+    let missing = line(&out, "calendar missing-ics");
+    assert!(missing.starts_with("FAIL") && missing.contains("nowhere.ics"), "{out}");
+    let dav_line = line(&out, "calendar dav");
+    assert!(
+        dav_line.starts_with("ok") && dav_line.contains("1 calendar collection(s)"),
+        "{out}"
+    );
+    assert!(line(&out, "calendar dead-dav").starts_with("FAIL"), "{out}");
+    assert_eq!(
+        common::count_kind(&db.store, "meeting_booked").await,
+        0,
+        "the doctor stores nothing"
+    );
 }

@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-pub use calendar::CalendarTask;
+pub use calendar::{CalendarTask, probe_calendar};
 pub use mailbox::MailboxTask;
 pub use reload::{ReloadOutcome, Reloader};
 pub use supervisor::{Beat, HEARTBEAT_EVERY, Heartbeats, Supervised, Supervisor};

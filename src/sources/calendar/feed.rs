@@ -84,6 +84,50 @@ async fn apply_text(
     Ok(ingestor.apply(&changes, window, cursor).await?)
 }
 
+/// 401 and 403 are refused credentials (the secret in the URL was revoked); any other
+/// failure may pass.
+fn check_status(status: reqwest::StatusCode) -> Result<(), SourceError> {
+    if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+        return Err(SourceError::Auth(format!("the ICS feed answered {status}")));
+    }
+    if !status.is_success() {
+        return Err(SourceError::Transient(anyhow::anyhow!(
+            "the ICS feed answered {status}"
+        )));
+    }
+    Ok(())
+}
+
+/// `rapport doctor`: reads the feed once, stores nothing, and says how many occurrences fall in
+/// the window and how many entries cannot be read.
+pub async fn probe(
+    location: &IcsLocation,
+    client: &reqwest::Client,
+    window: &Window,
+    tz: chrono_tz::Tz,
+) -> Result<String, SourceError> {
+    let text = match location {
+        IcsLocation::File(path) => read_file(path).await?,
+        IcsLocation::Url(url) => {
+            let resp =
+                client.get(url).send().await.map_err(|e| {
+                    SourceError::Transient(anyhow::anyhow!("fetching the ICS feed: {}", e.without_url()))
+                })?;
+            check_status(resp.status())?;
+            resp.text()
+                .await
+                .map_err(|e| SourceError::Transient(anyhow::anyhow!("reading the ICS feed: {}", e.without_url())))?
+        }
+    };
+    let parsed = parse_ics(&text, window, tz);
+    Ok(format!(
+        "{} occurrence(s) in the window, {} unreadable entr{}",
+        parsed.instances.len(),
+        parsed.problems.len(),
+        if parsed.problems.len() == 1 { "y" } else { "ies" }
+    ))
+}
+
 async fn sync_url(
     url: &str,
     ingestor: &CalendarIngestor,
@@ -117,14 +161,7 @@ async fn sync_url(
         // Nothing new in the feed, but meetings may have ended since the last look.
         return Ok(ingestor.apply(&CalendarChanges::default(), window, None).await?);
     }
-    if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
-        return Err(SourceError::Auth(format!("the ICS feed answered {status}")));
-    }
-    if !status.is_success() {
-        return Err(SourceError::Transient(anyhow::anyhow!(
-            "the ICS feed answered {status}"
-        )));
-    }
+    check_status(status)?;
     let header = |name| {
         resp.headers()
             .get(name)

@@ -221,6 +221,19 @@ impl GoogleCalendar {
     }
 }
 
+/// `rapport doctor`: asks for one event, stores nothing; a refused token is an auth error.
+pub async fn probe(cal: &GoogleCalendar) -> Result<String, SourceError> {
+    let hub = cal.hub()?;
+    match hub.events().list(&cal.calendar_id).max_results(1).doit().await {
+        Ok(_) => Ok("the Calendar API answers and accepts the token".into()),
+        Err(e) => match classify(e) {
+            PageError::Source(e) => Err(e),
+            PageError::Gone => Err(SourceError::Transient(anyhow!("Google answered 410 Gone"))),
+            PageError::RateLimited(m) => Err(SourceError::Transient(anyhow!("Google rate limit: {m}"))),
+        },
+    }
+}
+
 /// Syncs a Google calendar once: incrementally with the stored token, fully on the first sync,
 /// when the window moved to a new day, or when Google answers 410 Gone.
 pub async fn sync_google(
