@@ -17,7 +17,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use common::TestDb;
 use rapport::config::{CalendarSource, Config};
-use rapport::daemon::calendar_tasks;
+use rapport::daemon::{calendar_tasks, probe_calendar};
 use rapport::sources::calendar::CalendarIngestor;
 use rapport::sources::calendar::google::{GoogleCalendar, sync_google};
 use rapport::sources::mail::MatchRules;
@@ -363,10 +363,17 @@ store_tests!(google_refused_token_is_an_auth_failure);
 
 async fn google_refused_token_is_an_auth_failure(db: TestDb) {
     let s = setup(&db).await;
+    // `rapport doctor`'s probe: one list call, accepted with the right token.
+    let cal = &s.config.calendars[0];
+    let tz = s.config.reps[0].time_zone;
+    let found = probe_calendar(cal, tz, s.ingestor.now()).await.unwrap();
+    assert!(found.contains("accepts the token"), "{found}");
     std::fs::write(s._dir.path().join("token"), "wrong-token\n").unwrap();
     let window = rapport::sources::calendar::ics::Window::around(s.ingestor.now(), 30, 90);
     let err = sync_google(&s.cal, &s.ingestor, &window).await.unwrap_err();
     assert!(err.is_auth(), "{err:#}");
     assert!(!format!("{err:#}").contains("wrong-token"), "the token is never shown");
+    let err = probe_calendar(cal, tz, s.ingestor.now()).await.unwrap_err();
+    assert!(err.is_auth(), "the doctor sees the refusal too: {err:#}");
     assert_eq!(counts(&db).await, BTreeMap::new());
 }
