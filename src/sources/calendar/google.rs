@@ -224,7 +224,14 @@ impl GoogleCalendar {
 /// `rapport doctor`: asks for one event, stores nothing; a refused token is an auth error.
 pub async fn probe(cal: &GoogleCalendar) -> Result<String, SourceError> {
     let hub = cal.hub()?;
-    match hub.events().list(&cal.calendar_id).max_results(1).doit().await {
+    match hub
+        .events()
+        .list(&cal.calendar_id)
+        .single_events(true)
+        .max_results(1)
+        .doit()
+        .await
+    {
         Ok(_) => Ok("the Calendar API answers and accepts the token".into()),
         Err(e) => match classify(e) {
             PageError::Source(e) => Err(e),
