@@ -18,7 +18,6 @@ use futures_util::TryStreamExt;
 use rapport::clock::SystemClock;
 use rapport::config::{Config, ImapConfig, MailboxSource};
 use rapport::daemon::mailbox_tasks;
-use rapport::sources::mail::headers::FETCHED_FIELDS;
 use rapport::sources::mail::imap;
 use rapport::store::{LeadColumns, NewLead, Store};
 
@@ -56,7 +55,7 @@ fn imap_config(c: &Config) -> ImapConfig {
     }
 }
 
-/// Fetches the same fields Rapport fetches, in the same batches (`imap::BATCH`), and discards them. Timed like
+/// Fetches the same items Rapport fetches ([`imap::fetch_items`]), in the same batches (`imap::BATCH`), and discards them. Timed like
 /// Rapport's sync, from connecting to logging out: on this Dovecot a session on the 50,000
 /// message Maildir spends several seconds in its first SELECT or FETCH (index refresh), and
 /// timing only the fetch would move that cost out of the baseline.
@@ -66,7 +65,7 @@ async fn raw_fetch(cfg: &ImapConfig) -> f64 {
     s.select("INBOX").await.unwrap();
     let mut uids: Vec<u32> = s.uid_search("ALL").await.unwrap().into_iter().collect();
     uids.sort_unstable();
-    let query = format!("(UID INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS ({FETCHED_FIELDS})])");
+    let query = imap::fetch_items();
     let mut n = 0;
     for chunk in uids.chunks(imap::BATCH) {
         let set = imap::uid_set(chunk);

@@ -454,6 +454,12 @@ pub async fn sync_folder(
     Ok(stats)
 }
 
+/// What Rapport fetches of each message. BODYSTRUCTURE describes the MIME parts without their
+/// content: enough for attachment names.
+pub fn fetch_items() -> String {
+    format!("(UID FLAGS INTERNALDATE RFC822.SIZE BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS ({FETCHED_FIELDS})])")
+}
+
 /// Fetches the header fields of `uids`, and the whole message of those that look like bounces.
 async fn fetch_batch(
     session: &mut Session,
@@ -461,9 +467,7 @@ async fn fetch_batch(
     validity: u32,
     uids: &[u32],
 ) -> Result<Vec<FetchedMail>, SourceError> {
-    // BODYSTRUCTURE describes the MIME parts without their content: enough for attachment names.
-    let query =
-        format!("(UID FLAGS INTERNALDATE RFC822.SIZE BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS ({FETCHED_FIELDS})])");
+    let query = fetch_items();
     let set = uid_set(uids);
     let fetches: Vec<_> = io("UID FETCH", async {
         session.uid_fetch(&set, &query).await?.try_collect::<Vec<_>>().await
