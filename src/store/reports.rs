@@ -60,6 +60,33 @@ pub struct SourceSync {
     pub last_error_at: Option<DateTime<Utc>>,
 }
 
+/// One statement for several groups of reps: per group, `select` (which ends in `WHERE`), the
+/// group's reps, its `[from, to)` on `time_column`, then `tail`; the parts joined by
+/// `UNION ALL`, so the round trips do not grow with the number of groups.
+fn union_per_group<'a, DB: sqlx::Database>(
+    groups: &[&'a RepGroup<'a>],
+    select: &str,
+    time_column: &str,
+    tail: impl Fn(&mut QueryBuilder<'a, DB>),
+) -> QueryBuilder<'a, DB>
+where
+    &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    DateTime<Utc>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    let mut qb = QueryBuilder::new("");
+    for (i, g) in groups.iter().enumerate() {
+        if i > 0 {
+            qb.push(" UNION ALL ");
+        }
+        qb.push(select);
+        push_reps(&mut qb, "rep_id", g.reps);
+        qb.push(format!(" AND {time_column} >= ")).push_bind(g.from);
+        qb.push(format!(" AND {time_column} < ")).push_bind(g.to);
+        tail(&mut qb);
+    }
+    qb
+}
+
 fn push_reps<'a, DB: sqlx::Database>(qb: &mut QueryBuilder<'a, DB>, column: &str, reps: &'a [String])
 where
     &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
@@ -82,17 +109,14 @@ impl Store {
             return Ok(Vec::new());
         }
         with_pool!(self, |pool| {
-            let mut qb = QueryBuilder::new("");
-            for (i, g) in groups.iter().enumerate() {
-                if i > 0 {
-                    qb.push(" UNION ALL ");
-                }
-                qb.push("SELECT rep_id, kind, COUNT(*) AS count FROM activities WHERE");
-                push_reps(&mut qb, "rep_id", g.reps);
-                qb.push(" AND occurred_at >= ").push_bind(g.from);
-                qb.push(" AND occurred_at < ").push_bind(g.to);
-                qb.push(" GROUP BY rep_id, kind");
-            }
+            let mut qb = union_per_group(
+                &groups,
+                "SELECT rep_id, kind, COUNT(*) AS count FROM activities WHERE",
+                "occurred_at",
+                |qb| {
+                    qb.push(" GROUP BY rep_id, kind");
+                },
+            );
             qb.build_query_as::<KindCount>().fetch_all(pool).await
         })
         .context("counting activities for a period")
@@ -106,17 +130,14 @@ impl Store {
             return Ok(Vec::new());
         }
         with_pool!(self, |pool| {
-            let mut qb = QueryBuilder::new("");
-            for (i, g) in groups.iter().enumerate() {
-                if i > 0 {
-                    qb.push(" UNION ALL ");
-                }
-                qb.push("SELECT rep_id, COUNT(*) FROM lead_first_outbound WHERE");
-                push_reps(&mut qb, "rep_id", g.reps);
-                qb.push(" AND first_at >= ").push_bind(g.from);
-                qb.push(" AND first_at < ").push_bind(g.to);
-                qb.push(" GROUP BY rep_id");
-            }
+            let mut qb = union_per_group(
+                &groups,
+                "SELECT rep_id, COUNT(*) FROM lead_first_outbound WHERE",
+                "first_at",
+                |qb| {
+                    qb.push(" GROUP BY rep_id");
+                },
+            );
             qb.build_query_as::<(String, i64)>().fetch_all(pool).await
         })
         .context("counting newly contacted leads")
@@ -134,22 +155,18 @@ impl Store {
             Backend::Postgres => "details::text",
         };
         with_pool!(self, |pool| {
-            let mut qb = QueryBuilder::new("");
-            for (i, g) in groups.iter().enumerate() {
-                if i > 0 {
-                    qb.push(" UNION ALL ");
-                }
-                qb.push("SELECT rep_id, subject, details FROM activities WHERE");
-                push_reps(&mut qb, "rep_id", g.reps);
-                qb.push(" AND kind = 'email_sent' AND occurred_at >= ")
-                    .push_bind(g.from);
-                qb.push(" AND occurred_at < ").push_bind(g.to);
-                qb.push(format!(" AND ({details_text} LIKE '%\"attachments\"%'"));
-                for p in subject_like {
-                    qb.push(" OR LOWER(subject) LIKE ").push_bind(p.as_str());
-                }
-                qb.push(")");
-            }
+            let mut qb = union_per_group(
+                &groups,
+                "SELECT rep_id, subject, details FROM activities WHERE kind = 'email_sent' AND",
+                "occurred_at",
+                |qb| {
+                    qb.push(format!(" AND ({details_text} LIKE '%\"attachments\"%'"));
+                    for p in subject_like {
+                        qb.push(" OR LOWER(subject) LIKE ").push_bind(p.as_str());
+                    }
+                    qb.push(")");
+                },
+            );
             qb.build_query_as::<SentMail>().fetch_all(pool).await
         })
         .context("reading sent mail for proposals")
