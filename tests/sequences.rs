@@ -646,7 +646,60 @@ async fn crash_reconciliation_searches_sent(db: TestDb) {
     );
 }
 
-store_tests!(reply_in_dovecot_stops_the_sequence, crash_reconciliation_searches_sent);
+/// `append_to_sent: true` (for servers that do not keep SMTP-sent mail): each sent step is
+/// APPENDed to the rep's Sent folder in Dovecot, flagged seen, byte for byte what the SMTP
+/// server received.
+async fn append_to_sent_keeps_a_copy_in_sent(db: TestDb) {
+    let sink = SmtpSink::start(&[]);
+    let dovecot = common::dovecot::Dovecot::start(&[("alice", "alice-pw")]);
+    let pw = tempfile::tempdir().unwrap();
+    db.clock.set(utc(2026, 11, 2, 9, 0));
+    let mb = imap_mailbox(&dovecot, pw.path());
+    let mut imap = common::dovecot::ImapSetup::login(dovecot.port(), "alice", "alice-pw");
+    imap.create("Sent");
+    imap.logout();
+    let w = world(
+        &db,
+        &sink,
+        THREE_STEPS,
+        "      min_gap: 0s\n      append_to_sent: true\n",
+        Some(&mb),
+    )
+    .await;
+    db.store
+        .upsert_leads(&[lead("sara@acme.example", "Sara Lind", None)], LeadColumns::all())
+        .await
+        .unwrap();
+    enroll(&w, "sara@acme.example").await;
+    assert_eq!(pass(&w).await, 1);
+    let sent = sink.messages();
+    assert_eq!(sent.len(), 1);
+    let sent_dir = dovecot.maildir("alice").join(".Sent");
+    let copies: Vec<(String, String)> = ["cur", "new"]
+        .iter()
+        .flat_map(|sub| std::fs::read_dir(sent_dir.join(sub)).unwrap())
+        .map(|e| e.unwrap().path())
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read_to_string(&p).unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(copies.len(), 1, "one copy in Sent: {copies:?}");
+    let (name, text) = &copies[0];
+    assert!(
+        text.contains(&format!("<{}>", sent[0].message_id())),
+        "the copy is the sent message:\n{text}"
+    );
+    assert!(name.ends_with(":2,S"), "flagged \\Seen: {name}");
+}
+
+store_tests!(
+    reply_in_dovecot_stops_the_sequence,
+    crash_reconciliation_searches_sent,
+    append_to_sent_keeps_a_copy_in_sent,
+);
 
 /// `rapport check` names every mistake of a bad sequence file with file:line:column.
 #[test]
