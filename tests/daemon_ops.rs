@@ -11,7 +11,6 @@ use common::daemon::{Daemon, NotifySocket, PATIENCE};
 use common::dovecot::{Dovecot, ImapSetup};
 use common::{TestDb, message};
 use rapport::config::Config;
-use rapport::store::{LeadColumns, NewLead};
 
 fn imap_mailbox(id: &str, port: u16, user: &str, pw_file: &str) -> String {
     format!(
@@ -39,22 +38,7 @@ fn write_config(db: &TestDb, dir: &Path, alice_boxes: &[&str], bob_boxes: &[&str
 }
 
 async fn add_lead(db: &TestDb) {
-    db.store
-        .upsert_leads(
-            &[NewLead {
-                email: "sara@acme.example".into(),
-                name: None,
-                company_name: Some("Acme".into()),
-                company_domain: Some("acme.example".into()),
-                owner_rep: Some("alice".into()),
-                time_zone: None,
-                status: None,
-                attributes: Default::default(),
-            }],
-            LeadColumns::all(),
-        )
-        .await
-        .unwrap();
+    common::add_leads(&db.store, &[common::acme_lead("sara@acme.example")]).await;
 }
 
 async fn activities_of(db: &TestDb, rep: &str) -> i64 {

@@ -11,7 +11,7 @@ use common::TestDb;
 use common::dovecot::{Dovecot, ImapSetup};
 use rapport::config::Config;
 use rapport::daemon::{MailboxTask, mailbox_tasks};
-use rapport::store::{LeadColumns, NewLead};
+use rapport::store::LeadColumns;
 
 struct Env {
     db: TestDb,
@@ -35,16 +35,7 @@ async fn env(db: TestDb, bob_password: &str) -> Env {
         ),
     )
     .await;
-    let lead = |email: &str| NewLead {
-        email: email.into(),
-        name: None,
-        company_name: Some("Acme".into()),
-        company_domain: Some("acme.example".into()),
-        owner_rep: Some("alice".into()),
-        time_zone: None,
-        status: None,
-        attributes: Default::default(),
-    };
+    let lead = common::acme_lead;
     db.store
         .upsert_leads(
             &[lead("sara@acme.example"), lead("gone@acme.example")],

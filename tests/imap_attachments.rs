@@ -11,7 +11,7 @@ use common::TestDb;
 use common::dovecot::{Dovecot, ImapSetup};
 use rapport::daemon::mailbox_tasks;
 use rapport::report::progress::{RepFilter, progress};
-use rapport::store::{LeadColumns, NewLead, RepGroup};
+use rapport::store::RepGroup;
 use rapport::targets::{PeriodKind, Targets};
 
 fn utc(s: &str) -> DateTime<Utc> {
@@ -53,22 +53,7 @@ async fn attachment_names_come_from_bodystructure(db: TestDb) {
         ),
     )
     .await;
-    db.store
-        .upsert_leads(
-            &[NewLead {
-                email: "sara@acme.example".into(),
-                name: None,
-                company_name: Some("Acme".into()),
-                company_domain: Some("acme.example".into()),
-                owner_rep: Some("alice".into()),
-                time_zone: None,
-                status: None,
-                attributes: Default::default(),
-            }],
-            LeadColumns::all(),
-        )
-        .await
-        .unwrap();
+    common::add_leads(&db.store, &[common::acme_lead("sara@acme.example")]).await;
     let mut imap = ImapSetup::login(port, "alice", "alice-pw");
     imap.append("Sent", &with_attachments("att1@example.com"));
     imap.append(

@@ -10,7 +10,6 @@ use common::TestDb;
 use common::dovecot::{Dovecot, HOST, NON_LOCAL_HOST};
 use rapport::config::Config;
 use rapport::daemon::{MailboxTask, mailbox_tasks};
-use rapport::store::{LeadColumns, NewLead};
 
 struct Env {
     db: TestDb,
@@ -54,22 +53,7 @@ async fn env(db: TestDb, mode: Mode) -> Env {
         ),
     )
     .await;
-    db.store
-        .upsert_leads(
-            &[NewLead {
-                email: "sara@acme.example".into(),
-                name: None,
-                company_name: Some("Acme".into()),
-                company_domain: Some("acme.example".into()),
-                owner_rep: Some("alice".into()),
-                time_zone: None,
-                status: None,
-                attributes: Default::default(),
-            }],
-            LeadColumns::all(),
-        )
-        .await
-        .unwrap();
+    common::add_leads(&db.store, &[common::acme_lead("sara@acme.example")]).await;
     Env {
         db,
         dovecot,

@@ -156,6 +156,28 @@ pub async fn count_kind(store: &Store, kind: &str) -> i64 {
         .sum()
 }
 
+/// A lead at Acme (`acme.example`) owned by alice: the lead most tests exchange mail with.
+pub fn acme_lead(email: &str) -> rapport::store::NewLead {
+    rapport::store::NewLead {
+        email: email.into(),
+        name: None,
+        company_name: Some("Acme".into()),
+        company_domain: Some("acme.example".into()),
+        owner_rep: Some("alice".into()),
+        time_zone: None,
+        status: None,
+        attributes: Default::default(),
+    }
+}
+
+/// Stores `leads`, every column.
+pub async fn add_leads(store: &Store, leads: &[rapport::store::NewLead]) {
+    store
+        .upsert_leads(leads, rapport::store::LeadColumns::all())
+        .await
+        .unwrap();
+}
+
 pub mod caldav;
 pub mod daemon;
 pub mod dovecot;
