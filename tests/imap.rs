@@ -11,7 +11,6 @@ use common::TestDb;
 use common::dovecot::{Dovecot, ImapSetup};
 use rapport::config::Config;
 use rapport::daemon::{MailboxTask, mailbox_tasks};
-use rapport::store::LeadColumns;
 
 struct Env {
     db: TestDb,
@@ -36,13 +35,7 @@ async fn env(db: TestDb, bob_password: &str) -> Env {
     )
     .await;
     let lead = common::acme_lead;
-    db.store
-        .upsert_leads(
-            &[lead("sara@acme.example"), lead("gone@acme.example")],
-            LeadColumns::all(),
-        )
-        .await
-        .unwrap();
+    common::add_leads(&db.store, &[lead("sara@acme.example"), lead("gone@acme.example")]).await;
     Env {
         db,
         dovecot,

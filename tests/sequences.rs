@@ -122,13 +122,11 @@ async fn three_steps_across_a_weekend_and_dst(db: TestDb) {
     let sink = SmtpSink::start(&[]);
     db.clock.set(utc(2026, 10, 23, 7, 0));
     let w = world(&db, &sink, THREE_STEPS, "      min_gap: 0s\n", None).await;
-    db.store
-        .upsert_leads(
-            &[lead("sara@acme.example", "Sara Lind", Some("Europe/Berlin"))],
-            LeadColumns::all(),
-        )
-        .await
-        .unwrap();
+    common::add_leads(
+        &db.store,
+        &[lead("sara@acme.example", "Sara Lind", Some("Europe/Berlin"))],
+    )
+    .await;
     let id = enroll(&w, "sara@acme.example").await;
     // A second enrollment in the same sequence at once is refused.
     assert_eq!(
@@ -213,16 +211,14 @@ async fn smtp_failures(db: TestDb) {
     let sink = SmtpSink::start(&["--reject5", "gone", "--tempfail4", "busy"]);
     db.clock.set(utc(2026, 11, 2, 9, 0));
     let w = world(&db, &sink, THREE_STEPS, "      min_gap: 0s\n", None).await;
-    db.store
-        .upsert_leads(
-            &[
-                lead("gone@acme.example", "Gone Person", None),
-                lead("busy@acme.example", "Busy Person", None),
-            ],
-            LeadColumns::all(),
-        )
-        .await
-        .unwrap();
+    common::add_leads(
+        &db.store,
+        &[
+            lead("gone@acme.example", "Gone Person", None),
+            lead("busy@acme.example", "Busy Person", None),
+        ],
+    )
+    .await;
     let gone = enroll(&w, "gone@acme.example").await;
     let busy = enroll(&w, "busy@acme.example").await;
     assert_eq!(pass(&w).await, 0);
@@ -362,13 +358,11 @@ async fn auto_reply_pauses(db: TestDb) {
     let sink = SmtpSink::start(&[]);
     db.clock.set(utc(2026, 11, 2, 9, 0)); // Monday
     let w = world(&db, &sink, THREE_STEPS, "      min_gap: 0s\n", None).await;
-    db.store
-        .upsert_leads(
-            &[lead("sara@acme.example", "Sara Lind", Some("Europe/Berlin"))],
-            LeadColumns::all(),
-        )
-        .await
-        .unwrap();
+    common::add_leads(
+        &db.store,
+        &[lead("sara@acme.example", "Sara Lind", Some("Europe/Berlin"))],
+    )
+    .await;
     let id = enroll(&w, "sara@acme.example").await;
     assert_eq!(pass(&w).await, 1);
     let first = sink.messages()[0].message_id();
@@ -399,16 +393,14 @@ async fn unsubscribe_one_click_and_mailto(db: TestDb) {
     let sink = SmtpSink::start(&[]);
     db.clock.set(utc(2026, 11, 2, 9, 0));
     let w = world(&db, &sink, THREE_STEPS, "      min_gap: 0s\n", None).await;
-    db.store
-        .upsert_leads(
-            &[
-                lead("sara@acme.example", "Sara Lind", None),
-                lead("omid@acme.example", "Omid Karimi", None),
-            ],
-            LeadColumns::all(),
-        )
-        .await
-        .unwrap();
+    common::add_leads(
+        &db.store,
+        &[
+            lead("sara@acme.example", "Sara Lind", None),
+            lead("omid@acme.example", "Omid Karimi", None),
+        ],
+    )
+    .await;
     let sara = enroll(&w, "sara@acme.example").await;
     let omid = enroll(&w, "omid@acme.example").await;
     assert_eq!(pass(&w).await, 2);
@@ -522,10 +514,7 @@ async fn reply_in_dovecot_stops_the_sequence(db: TestDb) {
     db.clock.set(utc(2026, 11, 2, 9, 0));
     let mb = imap_mailbox(&dovecot, pw.path());
     let w = world(&db, &sink, THREE_STEPS, "      min_gap: 0s\n", Some(&mb)).await;
-    db.store
-        .upsert_leads(&[lead("sara@acme.example", "Sara Lind", None)], LeadColumns::all())
-        .await
-        .unwrap();
+    common::add_leads(&db.store, &[lead("sara@acme.example", "Sara Lind", None)]).await;
     let id = enroll(&w, "sara@acme.example").await;
     assert_eq!(pass(&w).await, 1);
     let first = sink.messages()[0].message_id();
@@ -573,16 +562,14 @@ async fn crash_reconciliation_searches_sent(db: TestDb) {
     db.clock.set(utc(2026, 11, 2, 9, 0));
     let mb = imap_mailbox(&dovecot, pw.path());
     let w = world(&db, &sink, THREE_STEPS, "      min_gap: 0s\n", Some(&mb)).await;
-    db.store
-        .upsert_leads(
-            &[
-                lead("sara@acme.example", "Sara Lind", None),
-                lead("omid@acme.example", "Omid Karimi", None),
-            ],
-            LeadColumns::all(),
-        )
-        .await
-        .unwrap();
+    common::add_leads(
+        &db.store,
+        &[
+            lead("sara@acme.example", "Sara Lind", None),
+            lead("omid@acme.example", "Omid Karimi", None),
+        ],
+    )
+    .await;
     let sara = enroll(&w, "sara@acme.example").await;
     let omid = enroll(&w, "omid@acme.example").await;
     // Simulate a crash inside the SMTP transaction: rows planned and marked sending, the
@@ -666,10 +653,7 @@ async fn append_to_sent_keeps_a_copy_in_sent(db: TestDb) {
         Some(&mb),
     )
     .await;
-    db.store
-        .upsert_leads(&[lead("sara@acme.example", "Sara Lind", None)], LeadColumns::all())
-        .await
-        .unwrap();
+    common::add_leads(&db.store, &[lead("sara@acme.example", "Sara Lind", None)]).await;
     enroll(&w, "sara@acme.example").await;
     assert_eq!(pass(&w).await, 1);
     let sent = sink.messages();
@@ -755,16 +739,14 @@ async fn enroll_rules_preview_and_upcoming(db: TestDb) {
     );
     let w = world(&db, &sink, &with_rule, "      min_gap: 0s\n      daily_cap: 5\n", None).await;
     let preview_lead = lead("nina@acme.example", "Nina Berg", Some("Europe/Berlin"));
-    db.store
-        .upsert_leads(
-            &[NewLead {
-                status: Some("customer".into()),
-                ..preview_lead
-            }],
-            LeadColumns::all(),
-        )
-        .await
-        .unwrap();
+    common::add_leads(
+        &db.store,
+        &[NewLead {
+            status: Some("customer".into()),
+            ..preview_lead
+        }],
+    )
+    .await;
     let text = rapport::sequences::commands::preview(&w.engine, "trial", "nina@acme.example")
         .await
         .unwrap();
