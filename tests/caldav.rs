@@ -16,61 +16,25 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-
 use chrono::{Duration, TimeZone, Utc};
 use common::TestDb;
 use common::caldav::{DavKind, DavServer};
 use rapport::clock::Clock;
 use rapport::config::Config;
-use rapport::daemon::{CalendarTask, calendar_tasks};
-use rapport::sources::mail::MatchRules;
-
-const LEADS: &str = "email,name,company,owner\nsara@acme.example,Sara Lind,Acme,alice\n";
+use rapport::daemon::CalendarTask;
 
 async fn setup(db: &TestDb, dav: &DavServer, dir: &std::path::Path) -> Config {
     std::fs::write(dir.join("pw"), "secret\n").unwrap();
-    std::fs::write(dir.join("leads.csv"), LEADS).unwrap();
-    let yaml = common::config_yaml(
-        &db.url,
-        &format!(
-            "calendars:\n  - id: alice-dav\n    kind: caldav\n    url: {}\n    username: {}\n    password_file: pw\n    past_days: 30\n    future_days: 60\n",
-            dav.base_url, dav.username
-        ),
-    )
-    .replace(
-        "    time_zone: Europe/Stockholm\n",
-        "    time_zone: Europe/Stockholm\n    calendars: [alice-dav]\n",
+    let calendar = format!(
+        "  - id: alice-dav\n    kind: caldav\n    url: {}\n    username: {}\n    password_file: pw\n    past_days: 30\n    future_days: 60\n",
+        dav.base_url, dav.username
     );
-    let path = dir.join("rapport.yaml");
-    std::fs::write(&path, &yaml).unwrap();
-    let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
-    db.store.sync_reps(&config).await.unwrap();
-    rapport::leads::import_file(&db.store, &config, &dir.join("leads.csv"))
-        .await
-        .unwrap();
-    config
+    common::calendar_config(db, dir, "alice-dav", &calendar).await
 }
 
 /// A fresh task, as after a daemon restart.
 async fn task(config: &Config, db: &TestDb) -> CalendarTask {
-    let rules = Arc::new(MatchRules::new(config, db.store.load_lead_index().await.unwrap()));
-    calendar_tasks(config, &db.store, &rules).unwrap().remove(0)
-}
-
-async fn counts(db: &TestDb) -> BTreeMap<String, i64> {
-    db.store
-        .count_by_rep_and_kind(None, None)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|c| (c.kind, c.count))
-        .collect()
-}
-
-fn expect(pairs: &[(&str, i64)]) -> BTreeMap<String, i64> {
-    pairs.iter().map(|(k, n)| (k.to_string(), *n)).collect()
+    common::first_calendar_task(config, &db.store).await
 }
 
 fn vcal(body: &str) -> String {
@@ -118,8 +82,8 @@ async fn lifecycle(db: TestDb, kind: DavKind) {
     .await;
     sync(&t).await;
     assert_eq!(
-        counts(&db).await,
-        expect(&[("meeting_booked", 5)]),
+        common::counts_by_kind(&db.store).await,
+        common::kinds(&[("meeting_booked", 5)]),
         "{kind:?}: after create"
     );
     let booked = db.store.recent_activities(100).await.unwrap();
@@ -143,7 +107,11 @@ async fn lifecycle(db: TestDb, kind: DavKind) {
 
     // Nothing changed: nothing new.
     sync(&t).await;
-    assert_eq!(counts(&db).await, expect(&[("meeting_booked", 5)]), "{kind:?}: re-sync");
+    assert_eq!(
+        common::counts_by_kind(&db.store).await,
+        common::kinds(&[("meeting_booked", 5)]),
+        "{kind:?}: re-sync"
+    );
 
     // Move the single meeting by a day.
     dav.put(
@@ -153,8 +121,8 @@ async fn lifecycle(db: TestDb, kind: DavKind) {
     .await;
     sync(&t).await;
     assert_eq!(
-        counts(&db).await,
-        expect(&[("meeting_booked", 5), ("meeting_rescheduled", 1)]),
+        common::counts_by_kind(&db.store).await,
+        common::kinds(&[("meeting_booked", 5), ("meeting_rescheduled", 1)]),
         "{kind:?}: after move"
     );
 
@@ -177,23 +145,31 @@ async fn lifecycle(db: TestDb, kind: DavKind) {
     )
     .await;
     sync(&t).await;
-    let after_cancel = expect(&[
+    let after_cancel = common::kinds(&[
         ("meeting_booked", 5),
         ("meeting_rescheduled", 1),
         ("meeting_cancelled", 3),
     ]);
-    assert_eq!(counts(&db).await, after_cancel, "{kind:?}: after cancel");
+    assert_eq!(
+        common::counts_by_kind(&db.store).await,
+        after_cancel,
+        "{kind:?}: after cancel"
+    );
 
     // Time passes: the two occurrences left are held (no server change needed).
     db.clock.set(Utc.with_ymd_and_hms(2026, 11, 20, 9, 0, 0).unwrap());
     sync(&t).await;
-    let after_held = expect(&[
+    let after_held = common::kinds(&[
         ("meeting_booked", 5),
         ("meeting_rescheduled", 1),
         ("meeting_cancelled", 3),
         ("meeting_held", 2),
     ]);
-    assert_eq!(counts(&db).await, after_held, "{kind:?}: after the meetings ended");
+    assert_eq!(
+        common::counts_by_kind(&db.store).await,
+        after_held,
+        "{kind:?}: after the meetings ended"
+    );
     let held: Vec<_> = db
         .store
         .recent_activities(100)
@@ -222,7 +198,11 @@ async fn lifecycle(db: TestDb, kind: DavKind) {
     tx.put_cursor(&c, db.clock.now()).await.unwrap();
     tx.commit().await.unwrap();
     sync(&t).await;
-    assert_eq!(counts(&db).await, after_held, "{kind:?}: after a stale token");
+    assert_eq!(
+        common::counts_by_kind(&db.store).await,
+        after_held,
+        "{kind:?}: after a stale token"
+    );
     let c = db.store.cursors_of("alice-dav").await.unwrap().remove(0);
     let tok: serde_json::Value = serde_json::from_str(c.token.as_deref().unwrap()).unwrap();
     assert!(
@@ -236,11 +216,15 @@ async fn lifecycle(db: TestDb, kind: DavKind) {
     let t2 = task(&config, &db).await;
     sync(&t2).await;
     sync(&t2).await;
-    assert_eq!(counts(&db).await, after_held, "{kind:?}: after a restart");
+    assert_eq!(
+        common::counts_by_kind(&db.store).await,
+        after_held,
+        "{kind:?}: after a restart"
+    );
     dav.delete("weekly.ics").await;
     sync(&t2).await;
     assert_eq!(
-        counts(&db).await,
+        common::counts_by_kind(&db.store).await,
         after_held,
         "{kind:?}: deleting past meetings cancels nothing"
     );

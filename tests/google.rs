@@ -17,10 +17,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use common::TestDb;
 use rapport::config::{CalendarSource, Config};
-use rapport::daemon::{calendar_tasks, probe_calendar};
+use rapport::daemon::probe_calendar;
 use rapport::sources::calendar::CalendarIngestor;
 use rapport::sources::calendar::google::{GoogleCalendar, sync_google};
-use rapport::sources::mail::MatchRules;
 use serde_json::{Value, json};
 
 /// The fake's calendar: entries with the version they were last changed in.
@@ -190,30 +189,16 @@ async fn setup(db: &TestDb) -> Setup {
     });
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("token"), "test-token\n").unwrap();
-    std::fs::write(
-        dir.path().join("leads.csv"),
-        "email,name,company,owner\nsara@acme.example,Sara Lind,Acme,alice\n",
-    )
-    .unwrap();
-    let yaml = common::config_yaml(
-        &db.url,
+    let config = common::calendar_config(
+        db,
+        dir.path(),
+        "alice-google",
         &format!(
-            "calendars:\n  - id: alice-google\n    kind: google\n    token_file: token\n    base_url: http://127.0.0.1:{port}/\n"
+            "  - id: alice-google\n    kind: google\n    token_file: token\n    base_url: http://127.0.0.1:{port}/\n"
         ),
     )
-    .replace(
-        "    time_zone: Europe/Stockholm\n",
-        "    time_zone: Europe/Stockholm\n    calendars: [alice-google]\n",
-    );
-    let path = dir.path().join("rapport.yaml");
-    std::fs::write(&path, &yaml).unwrap();
-    let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
-    db.store.sync_reps(&config).await.unwrap();
-    rapport::leads::import_file(&db.store, &config, &dir.path().join("leads.csv"))
-        .await
-        .unwrap();
-    let rules = Arc::new(MatchRules::new(&config, db.store.load_lead_index().await.unwrap()));
-    let task = calendar_tasks(&config, &db.store, &rules).unwrap().remove(0);
+    .await;
+    let task = common::first_calendar_task(&config, &db.store).await;
     let CalendarSource::Google {
         calendar_id,
         token,
@@ -236,20 +221,6 @@ async fn setup(db: &TestDb) -> Setup {
         _server: server,
         _dir: dir,
     }
-}
-
-async fn counts(db: &TestDb) -> BTreeMap<String, i64> {
-    db.store
-        .count_by_rep_and_kind(None, None)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|c| (c.kind, c.count))
-        .collect()
-}
-
-fn expect(pairs: &[(&str, i64)]) -> BTreeMap<String, i64> {
-    pairs.iter().map(|(k, n)| (k.to_string(), *n)).collect()
 }
 
 impl Setup {
@@ -290,7 +261,10 @@ async fn google_paging_incremental_and_410(db: TestDb) {
             .all(|q| !q.contains_key("syncToken") && q.contains_key("timeMin"))
     );
     assert_eq!(log[1]["pageToken"], "0:2");
-    assert_eq!(counts(&db).await, expect(&[("meeting_booked", 5)]));
+    assert_eq!(
+        common::counts_by_kind(&db.store).await,
+        common::kinds(&[("meeting_booked", 5)])
+    );
     let recent = db.store.recent_activities(50).await.unwrap();
     assert!(
         recent.iter().any(|a| a.source_id == "wk@google.com 20261116T140000Z"),
@@ -313,17 +287,17 @@ async fn google_paging_incremental_and_410(db: TestDb) {
                 .all(|q| q.contains_key("syncToken") && !q.contains_key("timeMin")),
         "{log:?}"
     );
-    let after_incremental = expect(&[
+    let after_incremental = common::kinds(&[
         ("meeting_booked", 6),
         ("meeting_rescheduled", 1),
         ("meeting_cancelled", 1),
     ]);
-    assert_eq!(counts(&db).await, after_incremental);
+    assert_eq!(common::counts_by_kind(&db.store).await, after_incremental);
 
     // Nothing new: an empty incremental page.
     s.sync().await;
     assert_eq!(s.take_log().len(), 1);
-    assert_eq!(counts(&db).await, after_incremental);
+    assert_eq!(common::counts_by_kind(&db.store).await, after_incremental);
 
     // Google drops the token: 410, then a full resync that duplicates nothing.
     s.fake.lock().unwrap().invalid_below = u64::MAX;
@@ -333,7 +307,7 @@ async fn google_paging_incremental_and_410(db: TestDb) {
     assert!(log[0].contains_key("syncToken"), "{log:?}");
     assert!(log[1..].iter().all(|q| !q.contains_key("syncToken")), "{log:?}");
     assert_eq!(log.len(), 1 + 3, "the 410, then three pages: {log:?}");
-    assert_eq!(counts(&db).await, after_incremental);
+    assert_eq!(common::counts_by_kind(&db.store).await, after_incremental);
 
     // Rate limited twice (429, then 403 rateLimitExceeded): retried with backoff.
     {
@@ -345,7 +319,7 @@ async fn google_paging_incremental_and_410(db: TestDb) {
     assert_eq!(s.take_log().len(), 3, "two refusals and the answer");
     let mut want = after_incremental.clone();
     want.insert("meeting_booked".into(), 7);
-    assert_eq!(counts(&db).await, want);
+    assert_eq!(common::counts_by_kind(&db.store).await, want);
 
     // The meetings end: held, once.
     db.clock
@@ -354,7 +328,7 @@ async fn google_paging_incremental_and_410(db: TestDb) {
     s.sync().await;
     // a1 (moved), a3, wk 09, a4, a5 are over; a2 was cancelled; wk 16 is still ahead.
     want.insert("meeting_held".into(), 5);
-    assert_eq!(counts(&db).await, want);
+    assert_eq!(common::counts_by_kind(&db.store).await, want);
 }
 
 use chrono::TimeZone;
@@ -375,5 +349,5 @@ async fn google_refused_token_is_an_auth_failure(db: TestDb) {
     assert!(!format!("{err:#}").contains("wrong-token"), "the token is never shown");
     let err = probe_calendar(cal, tz, s.ingestor.now()).await.unwrap_err();
     assert!(err.is_auth(), "the doctor sees the refusal too: {err:#}");
-    assert_eq!(counts(&db).await, BTreeMap::new());
+    assert_eq!(common::counts_by_kind(&db.store).await, BTreeMap::new());
 }

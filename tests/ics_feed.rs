@@ -5,13 +5,9 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use common::TestDb;
 use common::caldav::{DavKind, DavServer};
-use rapport::config::Config;
-use rapport::daemon::calendar_tasks;
-use rapport::sources::mail::MatchRules;
 
 fn vcal(start: &str, end: &str) -> String {
     format!(
@@ -21,27 +17,12 @@ fn vcal(start: &str, end: &str) -> String {
     )
 }
 
-async fn counts(db: &TestDb) -> BTreeMap<String, i64> {
-    db.store
-        .count_by_rep_and_kind(None, None)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|c| (c.kind, c.count))
-        .collect()
-}
-
 store_tests!(feed_is_polled_with_its_etag);
 
 async fn feed_is_polled_with_its_etag(db: TestDb) {
     let dav = DavServer::start(DavKind::Radicale).await;
     dav.put("demo.ics", &vcal("20261105T100000Z", "20261105T110000Z")).await;
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("leads.csv"),
-        "email,name,company,owner\nsara@acme.example,Sara Lind,Acme,alice\n",
-    )
-    .unwrap();
     // The feed's address carries its secret (here Basic credentials in the URL).
     let url = dav
         .base_url
@@ -49,27 +30,21 @@ async fn feed_is_polled_with_its_etag(db: TestDb) {
         .trim_end_matches('/')
         .to_string()
         + &dav.calendar_path;
-    let yaml = common::config_yaml(
-        &db.url,
-        &format!("calendars:\n  - id: alice-feed\n    kind: ics\n    url: \"{url}\"\n"),
+    let config = common::calendar_config(
+        &db,
+        dir.path(),
+        "alice-feed",
+        &format!("  - id: alice-feed\n    kind: ics\n    url: \"{url}\"\n"),
     )
-    .replace(
-        "    time_zone: Europe/Stockholm\n",
-        "    time_zone: Europe/Stockholm\n    calendars: [alice-feed]\n",
-    );
-    let path = dir.path().join("rapport.yaml");
-    std::fs::write(&path, &yaml).unwrap();
-    let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
-    db.store.sync_reps(&config).await.unwrap();
-    rapport::leads::import_file(&db.store, &config, &dir.path().join("leads.csv"))
-        .await
-        .unwrap();
-    let rules = Arc::new(MatchRules::new(&config, db.store.load_lead_index().await.unwrap()));
-    let task = calendar_tasks(&config, &db.store, &rules).unwrap().remove(0);
+    .await;
+    let task = common::first_calendar_task(&config, &db.store).await;
 
     let first = task.sync_once().await.unwrap();
     assert_eq!(first.objects, 1);
-    assert_eq!(counts(&db).await, BTreeMap::from([("meeting_booked".to_string(), 1)]));
+    assert_eq!(
+        common::counts_by_kind(&db.store).await,
+        BTreeMap::from([("meeting_booked".to_string(), 1)])
+    );
     let cursor = db.store.cursor("alice-feed", "feed").await.unwrap().unwrap();
     let validators: serde_json::Value = serde_json::from_str(cursor.token.as_deref().unwrap()).unwrap();
     assert!(validators["etag"].is_string(), "Radicale sends an ETag: {validators}");
@@ -84,7 +59,7 @@ async fn feed_is_polled_with_its_etag(db: TestDb) {
     let moved = task.sync_once().await.unwrap();
     assert_eq!(moved.objects, 1);
     assert_eq!(
-        counts(&db).await,
+        common::counts_by_kind(&db.store).await,
         BTreeMap::from([
             ("meeting_booked".to_string(), 1),
             ("meeting_rescheduled".to_string(), 1)
@@ -94,5 +69,8 @@ async fn feed_is_polled_with_its_etag(db: TestDb) {
     // Gone from the feed: cancelled.
     dav.delete("demo.ics").await;
     task.sync_once().await.unwrap();
-    assert_eq!(counts(&db).await.get("meeting_cancelled"), Some(&1));
+    assert_eq!(
+        common::counts_by_kind(&db.store).await.get("meeting_cancelled"),
+        Some(&1)
+    );
 }

@@ -178,6 +178,56 @@ pub async fn add_leads(store: &Store, leads: &[rapport::store::NewLead]) {
         .unwrap();
 }
 
+/// A config with one calendar of alice's, `calendar` being its YAML entry (with `id: {id}`):
+/// written as `dir/rapport.yaml`, its reps stored, and Sara Lind of Acme (alice's lead)
+/// imported from `dir/leads.csv`, as `rapport run` does before syncing.
+pub async fn calendar_config(db: &TestDb, dir: &std::path::Path, id: &str, calendar: &str) -> rapport::config::Config {
+    std::fs::write(
+        dir.join("leads.csv"),
+        "email,name,company,owner\nsara@acme.example,Sara Lind,Acme,alice\n",
+    )
+    .unwrap();
+    let yaml = config_yaml(&db.url, &format!("calendars:\n{calendar}")).replace(
+        "    time_zone: Europe/Stockholm\n",
+        &format!("    time_zone: Europe/Stockholm\n    calendars: [{id}]\n"),
+    );
+    let path = dir.join("rapport.yaml");
+    std::fs::write(&path, &yaml).unwrap();
+    let config = rapport::config::Config::load(&path).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    db.store.sync_reps(&config).await.unwrap();
+    rapport::leads::import_file(&db.store, &config, &dir.join("leads.csv"))
+        .await
+        .unwrap();
+    config
+}
+
+/// A fresh task for the config's first calendar, with the leads stored now (as after a restart).
+pub async fn first_calendar_task(config: &rapport::config::Config, store: &Store) -> rapport::daemon::CalendarTask {
+    let rules = Arc::new(rapport::sources::mail::MatchRules::new(
+        config,
+        store.load_lead_index().await.unwrap(),
+    ));
+    rapport::daemon::calendar_tasks(config, store, &rules)
+        .unwrap()
+        .remove(0)
+}
+
+/// Activities per kind, every rep together.
+pub async fn counts_by_kind(store: &Store) -> std::collections::BTreeMap<String, i64> {
+    store
+        .count_by_rep_and_kind(None, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.kind, c.count))
+        .collect()
+}
+
+/// `[(kind, n)]` as [`counts_by_kind`] gives it.
+pub fn kinds(pairs: &[(&str, i64)]) -> std::collections::BTreeMap<String, i64> {
+    pairs.iter().map(|(k, n)| (k.to_string(), *n)).collect()
+}
+
 pub mod caldav;
 pub mod daemon;
 pub mod dovecot;
