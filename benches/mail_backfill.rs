@@ -5,6 +5,10 @@
 //! Dovecot is warmed first (its cache then holds the header fields), and the raw client runs
 //! right before each Rapport run. Run with `scripts/bench mail_backfill` (as root: the harness
 //! starts Dovecot).
+//!
+//! Profiling one phase: with `PERF_CTL_FIFO` set to the control FIFO of
+//! `perf record -D -1 --control fifo:CTL`, sampling is switched on only while the phase named
+//! by `PROFILE_PHASE` runs (`raw`, `sqlite` or `postgres`; default `sqlite`).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -60,6 +64,7 @@ fn imap_config(c: &Config) -> ImapConfig {
 /// message Maildir spends several seconds in its first SELECT or FETCH (index refresh), and
 /// timing only the fetch would move that cost out of the baseline.
 async fn raw_fetch(cfg: &ImapConfig) -> f64 {
+    let _p = Profiled::phase("raw");
     let start = Instant::now();
     let mut s = imap::connect(cfg).await.unwrap();
     s.select("INBOX").await.unwrap();
@@ -75,6 +80,12 @@ async fn raw_fetch(cfg: &ImapConfig) -> f64 {
     assert_eq!(n, N);
     s.logout().await.unwrap();
     N as f64 / start.elapsed().as_secs_f64()
+}
+
+/// [`raw_fetch`] on a runtime worker, like Rapport's sync.
+async fn raw_on_worker(cfg: &ImapConfig) -> f64 {
+    let cfg = cfg.clone();
+    tokio::spawn(async move { raw_fetch(&cfg).await }).await.unwrap()
 }
 
 async fn rapport_backfill(db_url: &str, port: u16, pw: &std::path::Path) -> f64 {
@@ -96,12 +107,47 @@ async fn rapport_backfill(db_url: &str, port: u16, pw: &std::path::Path) -> f64 
         .collect();
     store.upsert_leads(&leads, LeadColumns::all()).await.unwrap();
     let (tasks, _) = mailbox_tasks(&c, &store).await.unwrap();
+    let _p = Profiled::phase(if db_url.starts_with("sqlite") {
+        "sqlite"
+    } else {
+        "postgres"
+    });
     let start = Instant::now();
-    let stats = tasks[0].sync_once().await.unwrap();
+    // On a runtime worker, as in the daemon (a mailbox task is a spawned task).
+    let task = tasks.into_iter().next().unwrap();
+    let stats = tokio::spawn(async move { task.sync_once().await })
+        .await
+        .unwrap()
+        .unwrap();
     let rate = N as f64 / start.elapsed().as_secs_f64();
     assert_eq!(stats.seen, N);
     assert_eq!(stats.counted, N * 7 / 10);
     rate
+}
+
+/// Sampling switched on for one phase while this lives (see the top of the file).
+struct Profiled(Option<std::fs::File>);
+
+impl Profiled {
+    fn phase(name: &str) -> Profiled {
+        use std::io::Write;
+        let wanted = std::env::var("PROFILE_PHASE").unwrap_or_else(|_| "sqlite".into());
+        let fifo = std::env::var_os("PERF_CTL_FIFO").filter(|_| wanted == name);
+        Profiled(fifo.map(|path| {
+            let mut f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+            f.write_all(b"enable\n").unwrap();
+            f
+        }))
+    }
+}
+
+impl Drop for Profiled {
+    fn drop(&mut self) {
+        use std::io::Write;
+        if let Some(f) = &mut self.0 {
+            let _ = f.write_all(b"disable\n");
+        }
+    }
 }
 
 #[tokio::main]
@@ -114,18 +160,18 @@ async fn main() {
     assert_eq!(written, N);
     let cfg = imap_config(&config("sqlite://unused", d.port(), &pw));
 
-    let cold = raw_fetch(&cfg).await;
+    let cold = raw_on_worker(&cfg).await;
     println!("Dovecot, first fetch of the folder (cold cache): {cold:.0} msgs/s");
     println!("\n| backend | raw client | rapport backfill | ratio |\n|---|---|---|---|");
 
-    let raw = raw_fetch(&cfg).await;
+    let raw = raw_on_worker(&cfg).await;
     let sqlite_url = format!("sqlite://{}", dir.path().join("bench.db").display());
     let r = rapport_backfill(&sqlite_url, d.port(), &pw).await;
     println!("| SQLite | {raw:.0} msgs/s | {r:.0} msgs/s | {:.2} |", r / raw);
 
     // A schema of its own; leftovers are dropped by the next scripts/test or scripts/bench run.
     let pg_url = common::pg_schema_url().await;
-    let raw = raw_fetch(&cfg).await;
+    let raw = raw_on_worker(&cfg).await;
     let r = rapport_backfill(&pg_url, d.port(), &pw).await;
     println!("| PostgreSQL | {raw:.0} msgs/s | {r:.0} msgs/s | {:.2} |", r / raw);
 }

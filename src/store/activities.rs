@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use sqlx::QueryBuilder;
 use sqlx::types::Json;
 
-use super::{Store, Tx, with_pool, with_tx};
+use super::{ROWS_PER_INSERT, Store, Tx, with_pool, with_tx};
 use crate::activity::{ActivityKind, NewActivity, SourceKind};
 
 /// A stored activity, for listings and reports.
@@ -123,8 +123,9 @@ impl Tx {
                 }
             }
         }
-        let mut ids: HashMap<(String, String, String, String), i64> = HashMap::new();
-        for chunk in unique.chunks(200) {
+        // The id each unique key got (inserted, or upgraded to a reply); `None`: it existed.
+        let mut new_ids: Vec<Option<i64>> = vec![None; unique.len()];
+        for chunk in unique.chunks(ROWS_PER_INSERT) {
             let rows: Vec<(i64, String, String, String, String)> = with_tx!(self, |conn| {
                 let mut qb = QueryBuilder::new(
                     "INSERT INTO activities (rep_id, kind, occurred_at, source, source_id, thread_key, subject,
@@ -152,30 +153,26 @@ impl Tx {
                 qb.build_query_as().fetch_all(&mut *conn).await
             })
             .context("recording activities")?;
-            for (id, rep, dedup_kind, source, source_id) in rows {
-                ids.insert((rep, dedup_kind, source, source_id), id);
+            for (id, rep, dedup_kind, source, source_id) in &rows {
+                let key = (rep.as_str(), dedup_kind.as_str(), source.as_str(), source_id.as_str());
+                if let Some(&i) = position.get(&key) {
+                    new_ids[i] = Some(*id);
+                }
             }
         }
         let mut out = Vec::with_capacity(list.len());
         let mut links: Vec<(i64, i64)> = Vec::new();
         for a in list {
-            let natural = (
+            let i = position[&(
                 a.rep_id.as_str(),
                 a.dedup_kind(),
                 a.source.as_str(),
                 a.source_id.as_str(),
-            );
-            let key = (
-                natural.0.to_owned(),
-                natural.1.to_owned(),
-                natural.2.to_owned(),
-                natural.3.to_owned(),
-            );
+            )];
             // A key twice in one call: the first takes the id, the rest are duplicates.
-            let id = ids.remove(&key);
+            let id = new_ids[i].take();
             if let Some(id) = id {
-                let kept = unique[position[&natural]];
-                links.extend(kept.lead_ids.iter().map(|l| (id, *l)));
+                links.extend(unique[i].lead_ids.iter().map(|l| (id, *l)));
             }
             out.push(id);
         }

@@ -7,8 +7,9 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use sqlx::QueryBuilder;
 
-use super::{Store, Tx, with_pool, with_tx};
+use super::{ROWS_PER_INSERT, Store, Tx, with_pool, with_tx};
 use crate::matcher::LeadIndex;
+use crate::sources::mail::MailHeaders;
 
 /// One row of `mail_seen`.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -23,6 +24,21 @@ pub struct SeenMail {
     pub occurred_at: Option<DateTime<Utc>>,
     /// The header fields read, where kept (see the migration).
     pub headers: Option<sqlx::types::Json<serde_json::Value>>,
+}
+
+/// A `mail_seen` row to write, borrowed from the batch being ingested (the mailbox and rep are
+/// the same for the whole batch: see [`Tx::insert_seen`]).
+#[derive(Debug)]
+pub struct NewSeenMail<'a> {
+    pub folder: &'a str,
+    pub item_key: &'a str,
+    pub message_id: &'a str,
+    pub decision: &'a str,
+    pub reason: String,
+    pub occurred_at: Option<DateTime<Utc>>,
+    /// The header fields to keep, encoded straight from the parsed headers (no intermediate
+    /// JSON value): a copy only when the subject has to be left out.
+    pub headers: Option<std::borrow::Cow<'a, MailHeaders>>,
 }
 
 impl Store {
@@ -128,25 +144,32 @@ impl Store {
 }
 
 impl Tx {
-    /// Records that these messages were looked at (rows already present are left alone).
-    pub async fn insert_seen(&mut self, rows: &[SeenMail], now: DateTime<Utc>) -> Result<()> {
-        for chunk in rows.chunks(500) {
+    /// Records that these messages of `mailbox_id` (owned by `rep_id`) were looked at (rows
+    /// already present are left alone, unless the message counts now where it was skipped).
+    pub async fn insert_seen(
+        &mut self,
+        mailbox_id: &str,
+        rep_id: &str,
+        rows: &[NewSeenMail<'_>],
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        for chunk in rows.chunks(ROWS_PER_INSERT) {
             with_tx!(self, |conn| {
                 let mut qb = QueryBuilder::new(
                     "INSERT INTO mail_seen (mailbox_id, folder, item_key, message_id, rep_id, decision, reason,
                         occurred_at, seen_at, headers) ",
                 );
                 qb.push_values(chunk, |mut b, r| {
-                    b.push_bind(&r.mailbox_id)
-                        .push_bind(&r.folder)
-                        .push_bind(&r.item_key)
-                        .push_bind(&r.message_id)
-                        .push_bind(&r.rep_id)
-                        .push_bind(&r.decision)
+                    b.push_bind(mailbox_id)
+                        .push_bind(r.folder)
+                        .push_bind(r.item_key)
+                        .push_bind(r.message_id)
+                        .push_bind(rep_id)
+                        .push_bind(r.decision)
                         .push_bind(&r.reason)
                         .push_bind(r.occurred_at)
                         .push_bind(now)
-                        .push_bind(&r.headers);
+                        .push_bind(r.headers.as_ref().map(sqlx::types::Json));
                 });
                 // A message seen before without a lead may count now (matched again after a lead
                 // import): its skipped record is replaced; a counted one never changes.

@@ -28,13 +28,18 @@ pub use activities::{ActivityRow, KindCount};
 pub use cursors::SyncCursor;
 pub use health::{HealthState, SourceHealth};
 pub use leads::{Lead, LeadColumns, NewLead, UpsertCounts};
-pub use mail::SeenMail;
+pub use mail::{NewSeenMail, SeenMail};
 pub use meetings::StoredMeeting;
 pub use reports::{ActivityFilter, RepGroup, SentMail, SourceSync};
 pub use sequences::{EnrollOutcome, Enrollment, LeadEvent, NewOutbox, OutboxRow, SendStats};
 
 use crate::clock::SharedClock;
 use crate::config::{Config, redact_url};
+
+/// Rows per multi-row INSERT in bulk writes: one statement per ingested batch of mail
+/// (`sources::mail::imap::BATCH`), within both engines' limits on bound parameters (SQLite
+/// 32,766; PostgreSQL 65,535) at 11 columns.
+pub(crate) const ROWS_PER_INSERT: usize = 1000;
 
 /// Which database engine a store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,7 +105,12 @@ impl Store {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
-                .foreign_keys(true);
+                .foreign_keys(true)
+                // SQLite runs on a thread of its own that hands rows over through a bounded
+                // channel (50 by default): a statement returning more rows than that stalls
+                // until the async side takes them, which during a backfill is busy reading the
+                // next FETCH. A batch of mail returns up to ROWS_PER_INSERT ids at once.
+                .row_buffer_size(2 * ROWS_PER_INSERT);
             let pool = SqlitePoolOptions::new()
                 .max_connections(max_connections.max(1))
                 .connect_with(opts)
@@ -157,6 +167,22 @@ impl Store {
             ),
             Pool::Postgres(p) => Tx::Postgres(p.begin().await.context("starting a transaction")?),
         })
+    }
+
+    /// A transaction that moves a source's cursor together with what it read: losing it in a
+    /// crash loses nothing (the source is read again from the cursor before it), so PostgreSQL
+    /// may acknowledge its commit before the WAL reaches the disk (`synchronous_commit = off`;
+    /// it is still atomic and written in order, within a fraction of a second). SQLite's WAL
+    /// with `synchronous = NORMAL` already behaves that way for every transaction.
+    pub async fn begin_replayable(&self) -> Result<Tx> {
+        let mut tx = self.begin().await?;
+        if let Tx::Postgres(t) = &mut tx {
+            sqlx::query("SET LOCAL synchronous_commit = off")
+                .execute(&mut **t)
+                .await
+                .context("starting a transaction")?;
+        }
+        Ok(tx)
     }
 
     /// Checks that the database answers.

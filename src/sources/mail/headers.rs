@@ -12,34 +12,56 @@ pub const FETCHED_FIELDS: &str = "MESSAGE-ID FROM TO CC BCC DATE SUBJECT IN-REPL
     X-AUTO-RESPONSE-SUPPRESS X-FAILED-RECIPIENTS";
 
 /// What the matcher needs to know about one message.
+///
+/// Stored as JSON in `mail_seen` for matching again later: fields left at their default are
+/// not written (most messages have no Cc, no References, no list headers), and a missing
+/// field reads back as its default.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct MailHeaders {
     /// Without angle brackets. `None` when the message has none (an id is synthesized later).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub message_id: Option<String>,
     /// Normalized addresses; malformed ones are dropped.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub from: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub to: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub cc: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub bcc: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub date: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub in_reply_to: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub references: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub auto_submitted: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub precedence: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub has_list_id: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub has_list_unsubscribe: bool,
     /// `X-Autoreply`, `X-Autorespond` or a Microsoft auto-response marker.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub vendor_auto_reply: bool,
     /// `multipart/report; report-type=delivery-status`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub is_delivery_report: bool,
     /// Recipients a bounce names (from the DSN part, or `X-Failed-Recipients`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub failed_recipients: Vec<String>,
     /// Flagged `\Draft` by the server (IMAP flag, Maildir `D`): never sent, never counted.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub draft: bool,
     /// File names of the attachments, from the MIME structure (IMAP: BODYSTRUCTURE; Maildir:
     /// the message's own parts). Bodies are never kept; names feed the proposal rules.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<String>,
 }
 

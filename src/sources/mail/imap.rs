@@ -19,6 +19,7 @@ use futures_util::TryStreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 use tracing::{debug, info, warn};
 
 use super::headers::FETCHED_FIELDS;
@@ -406,36 +407,33 @@ pub async fn sync_folder(
     };
     let mut stats = IngestStats::default();
     let mut last = known.unwrap_or(0);
-    // Pipelined: batch N is stored while batch N+1 is fetched. Ingestion stays in order, so
-    // the cursor only ever moves past stored messages.
-    let mut chunks = uids.chunks(BATCH);
-    let mut pending = match chunks.next() {
-        Some(first) => Some((
-            fetch_batch(session, folder, validity, first).await?,
-            *first.last().unwrap_or(&last),
-        )),
-        None => None,
-    };
-    while let Some((batch, batch_last)) = pending.take() {
-        let c = cursor_for(ingestor, folder, validity, batch_last, modseq);
-        let next = chunks.next();
-        let fetch_next = async {
-            match next {
-                Some(chunk) => fetch_batch(session, folder, validity, chunk)
-                    .await
-                    .map(|b| Some((b, *chunk.last().unwrap_or(&batch_last)))),
-                None => Ok(None),
+    // Pipelined: batch N is stored by a task of its own (so on another thread when one is
+    // free) while batch N+1 is fetched and parsed here. One batch is stored at a time, in
+    // order, so the cursor only ever moves past stored messages. When this future is dropped
+    // the store in flight is aborted: its transaction rolls back, and the batch is fetched
+    // again next time.
+    let mut storing: Option<(AbortOnDropHandle<anyhow::Result<IngestStats>>, u32)> = None;
+    for chunk in uids.chunks(BATCH) {
+        let fetched = fetch_batch(session, folder, validity, chunk).await;
+        if let Some((handle, batch_last)) = storing.take() {
+            stats += stored(handle).await?;
+            last = batch_last;
+            if stop.is_cancelled() {
+                // The batch fetched meanwhile is dropped unstored; the cursor is before it.
+                info!(mailbox = %ingestor.mailbox_id, %folder, last_uid = last, "stopping: cursor committed");
+                return Ok(stats);
             }
-        };
-        let (stored, fetched) = tokio::join!(ingestor.ingest(&batch, Some(&c)), fetch_next);
-        stats += stored?;
-        last = batch_last;
-        if stop.is_cancelled() {
-            // The batch fetched meanwhile is dropped unstored; the cursor is before it.
-            info!(mailbox = %ingestor.mailbox_id, %folder, last_uid = last, "stopping: cursor committed");
-            return Ok(stats);
         }
-        pending = fetched?;
+        let batch = fetched?;
+        let batch_last = *chunk.last().unwrap_or(&last);
+        let c = cursor_for(ingestor, folder, validity, batch_last, modseq);
+        let ingestor = ingestor.clone();
+        let task = tokio::spawn(async move { ingestor.ingest(&batch, Some(&c)).await });
+        storing = Some((AbortOnDropHandle::new(task), batch_last));
+    }
+    if let Some((handle, batch_last)) = storing.take() {
+        stats += stored(handle).await?;
+        last = batch_last;
     }
     // Every UID below UIDNEXT that the search did not return was expunged (or lies before the
     // backfill window): move the cursor past them, so they are not searched for again and the
@@ -452,6 +450,14 @@ pub async fn sync_folder(
         tx.commit().await?;
     }
     Ok(stats)
+}
+
+/// Waits for a batch being stored.
+async fn stored(handle: AbortOnDropHandle<anyhow::Result<IngestStats>>) -> Result<IngestStats, SourceError> {
+    match handle.await {
+        Ok(result) => Ok(result?),
+        Err(e) => Err(SourceError::Transient(anyhow!("storing a batch of mail failed: {e}"))),
+    }
 }
 
 /// What Rapport fetches of each message. BODYSTRUCTURE describes the MIME parts without their

@@ -3,6 +3,7 @@
 //! their natural key), bounces, the `mail_seen` rows and the folder's cursor together, so a
 //! crash can neither lose a message nor count it twice.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -16,7 +17,7 @@ use crate::activity::{ActivityKind, NewActivity, SourceKind};
 use crate::address;
 use crate::config::{Config, PrivacyConfig, RepConfig, UnknownSenders};
 use crate::matcher::{DomainClass, DomainRules, LeadIndex, LeadMatch, MailDecision, MailMatcher, RepView, SkipReason};
-use crate::store::{SeenMail, Store, SyncCursor, Tx};
+use crate::store::{NewSeenMail, Store, SyncCursor, Tx};
 
 /// One message as a source read it.
 #[derive(Debug, Clone)]
@@ -120,7 +121,8 @@ impl MatchRules {
     }
 }
 
-/// Ingests the messages of one mailbox.
+/// Ingests the messages of one mailbox. Cheap to clone (a batch is stored by a task of its own).
+#[derive(Clone)]
 pub struct Ingestor {
     pub store: Store,
     pub mailbox_id: String,
@@ -232,7 +234,7 @@ impl Ingestor {
         let mut seen_rows = Vec::with_capacity(batch.len());
         let mut new_leads = NewLeads::default();
         let mut activities = Vec::new();
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_replayable().await?;
         for (m, message_id, decision) in &decisions {
             let (decision_name, reason, when) = match (decision, &m.headers) {
                 (
@@ -271,27 +273,19 @@ impl Ingestor {
                     };
                     activities.push(activity);
                     (
-                        kind.as_str().to_owned(),
+                        kind.as_str(),
                         decision.as_ref().map(|d| d.explain()).unwrap_or_default(),
                         Some(when),
                     )
                 }
                 (Some(d), _) => {
                     stats.skipped += 1;
-                    (
-                        "skipped".to_owned(),
-                        d.explain(),
-                        m.headers.as_ref().and_then(|h| h.date),
-                    )
+                    ("skipped", d.explain(), m.headers.as_ref().and_then(|h| h.date))
                 }
                 (None, _) => {
                     stats.unreadable += 1;
                     warn!(mailbox = %self.mailbox_id, folder = %m.folder, item = %m.item_key, "unreadable message skipped");
-                    (
-                        "unreadable".to_owned(),
-                        "the message has no parsable header".to_owned(),
-                        None,
-                    )
+                    ("unreadable", "the message has no parsable header".to_owned(), None)
                 }
             };
             debug!(mailbox = %self.mailbox_id, folder = %m.folder, %message_id, decision = %decision_name, "{reason}");
@@ -307,20 +301,21 @@ impl Ingestor {
                         .chain(h.recipients())
                         .any(|a| self.rules.domains.classify(address::domain_of(a)) != DomainClass::Internal);
                     external.then(|| {
-                        let mut h = h.clone();
-                        if !self.rules.privacy.store_subjects {
-                            h.subject = None;
+                        if self.rules.privacy.store_subjects || h.subject.is_none() {
+                            Cow::Borrowed(h)
+                        } else {
+                            Cow::Owned(MailHeaders {
+                                subject: None,
+                                ..h.clone()
+                            })
                         }
-                        sqlx::types::Json(serde_json::to_value(&h).unwrap_or_default())
                     })
                 }
             };
-            seen_rows.push(SeenMail {
-                mailbox_id: self.mailbox_id.clone(),
-                folder: m.folder.clone(),
-                item_key: m.item_key.clone(),
-                message_id: message_id.clone(),
-                rep_id: self.rep_id.clone(),
+            seen_rows.push(NewSeenMail {
+                folder: &m.folder,
+                item_key: &m.item_key,
+                message_id,
                 decision: decision_name,
                 reason,
                 occurred_at: when,
@@ -333,7 +328,7 @@ impl Ingestor {
                 None => stats.duplicates += 1,
             }
         }
-        tx.insert_seen(&seen_rows, now).await?;
+        tx.insert_seen(&self.mailbox_id, &self.rep_id, &seen_rows, now).await?;
         if let Some(c) = cursor {
             tx.put_cursor(c, now).await?;
         }
