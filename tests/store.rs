@@ -5,7 +5,7 @@ mod common;
 use chrono::Duration;
 use common::{TestDb, test_config};
 use rapport::activity::{ActivityKind, Direction, NewActivity, SourceKind};
-use rapport::store::{HealthState, LeadColumns, NewLead, SyncCursor, UpsertCounts};
+use rapport::store::{Backend, HealthState, LeadColumns, NewLead, SyncCursor, Tx, UpsertCounts};
 
 fn lead(email: &str, name: &str) -> NewLead {
     NewLead {
@@ -209,6 +209,36 @@ async fn cursors_round_trip(db: TestDb) {
         Some(42)
     );
     assert_eq!(s.cursors_of("alice-imap").await.unwrap().len(), 1);
+
+    // Ingestion's transactions may skip waiting for the disk on PostgreSQL (they carry their
+    // own cursor); only that transaction, and it still commits.
+    c.last_uid = Some(120);
+    let mut tx = s.begin_replayable().await.unwrap();
+    assert_eq!(
+        synchronous_commit(&mut tx).await.as_deref(),
+        (s.backend() == Backend::Postgres).then_some("off")
+    );
+    tx.put_cursor(&c, s.now()).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(s.cursor("alice-imap", "INBOX").await.unwrap(), Some(c.clone()));
+    let mut tx = s.begin().await.unwrap();
+    assert_eq!(
+        synchronous_commit(&mut tx).await.as_deref(),
+        (s.backend() == Backend::Postgres).then_some("on")
+    );
+}
+
+/// PostgreSQL's `synchronous_commit` inside `tx` (`None` on SQLite, which has no such setting).
+async fn synchronous_commit(tx: &mut Tx) -> Option<String> {
+    match tx {
+        Tx::Postgres(t) => Some(
+            sqlx::query_scalar("SHOW synchronous_commit")
+                .fetch_one(&mut **t)
+                .await
+                .unwrap(),
+        ),
+        Tx::Sqlite(_) => None,
+    }
 }
 
 async fn health_is_recorded(db: TestDb) {

@@ -283,6 +283,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn kept_json_leaves_out_defaults_and_reads_back() {
+        let raw = b"Message-ID: <abc@acme.example>\r\nFrom: sara@acme.example\r\nTo: alice@example.com\r\n\
+            Date: Mon, 2 Nov 2026 10:00:00 +0100\r\nSubject: Hello\r\n\r\n";
+        let h = MailHeaders::parse(raw).unwrap();
+        let json = serde_json::to_string(&h).unwrap();
+        for absent in [
+            "cc",
+            "references",
+            "has_list_id",
+            "draft",
+            "attachments",
+            "failed_recipients",
+        ] {
+            assert!(!json.contains(&format!("\"{absent}\"")), "{absent} written: {json}");
+        }
+        assert_eq!(serde_json::from_str::<MailHeaders>(&json).unwrap(), h);
+        // Rows written before defaults were left out (every field present) read the same.
+        let mut full = serde_json::to_value(&h).unwrap();
+        for (k, v) in [
+            ("cc", serde_json::json!([])),
+            ("draft", false.into()),
+            ("precedence", serde_json::Value::Null),
+        ] {
+            full[k] = v;
+        }
+        assert_eq!(serde_json::from_value::<MailHeaders>(full).unwrap(), h);
+    }
+
+    #[test]
     fn reads_the_fields_that_matter() {
         let raw = b"Message-ID: <abc@acme.example>\r\nFrom: Sara Lind <Sara.Lind@Acme.example>\r\n\
             To: alice@example.com, \"Bob\" <bob@example.com>\r\nCc: x@y.example\r\n\
