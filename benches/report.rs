@@ -84,7 +84,6 @@ async fn generate(store: &Store, url: &str, n: i64) {
             "DROP INDEX activities_rep_time_kind",
             "DROP INDEX activities_rep_kind_time",
             "DROP INDEX activities_time",
-            "DROP INDEX activities_thread",
         ] {
             sqlx::query(s).execute(&mut c).await.unwrap();
         }
@@ -122,7 +121,6 @@ async fn generate(store: &Store, url: &str, n: i64) {
             "CREATE INDEX activities_rep_time_kind ON activities(rep_id, occurred_at, kind)",
             "CREATE INDEX activities_rep_kind_time ON activities(rep_id, kind, occurred_at)",
             "CREATE INDEX activities_time ON activities(occurred_at)",
-            "CREATE INDEX activities_thread ON activities(thread_key)",
             "ANALYZE",
         ] {
             sqlx::query(s).execute(&mut c).await.unwrap();
@@ -135,7 +133,6 @@ async fn generate(store: &Store, url: &str, n: i64) {
             "DROP INDEX activities_rep_time_kind",
             "DROP INDEX activities_rep_kind_time",
             "DROP INDEX activities_time",
-            "DROP INDEX activities_thread",
         ] {
             sqlx::query(s).execute(&mut c).await.unwrap();
         }
@@ -170,7 +167,6 @@ async fn generate(store: &Store, url: &str, n: i64) {
             "CREATE INDEX activities_rep_time_kind ON activities(rep_id, occurred_at, kind)",
             "CREATE INDEX activities_rep_kind_time ON activities(rep_id, kind, occurred_at)",
             "CREATE INDEX activities_time ON activities(occurred_at)",
-            "CREATE INDEX activities_thread ON activities(thread_key)",
             "VACUUM ANALYZE activities",
             "VACUUM ANALYZE lead_first_outbound",
         ] {
