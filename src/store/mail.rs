@@ -9,7 +9,6 @@ use sqlx::QueryBuilder;
 
 use super::{ROWS_PER_INSERT, Store, Tx, with_pool, with_tx};
 use crate::matcher::LeadIndex;
-use crate::sources::mail::MailHeaders;
 
 /// One row of `mail_seen`.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -27,18 +26,17 @@ pub struct SeenMail {
 }
 
 /// A `mail_seen` row to write, borrowed from the batch being ingested (the mailbox and rep are
-/// the same for the whole batch: see [`Tx::insert_seen`]).
+/// the same for the whole batch: see [`Tx::insert_seen`]). `H` is the header fields kept,
+/// written as JSON straight from the source's own type (no intermediate JSON value).
 #[derive(Debug)]
-pub struct NewSeenMail<'a> {
+pub struct NewSeenMail<'a, H> {
     pub folder: &'a str,
     pub item_key: &'a str,
     pub message_id: &'a str,
     pub decision: &'a str,
     pub reason: String,
     pub occurred_at: Option<DateTime<Utc>>,
-    /// The header fields to keep, encoded straight from the parsed headers (no intermediate
-    /// JSON value): a copy only when the subject has to be left out.
-    pub headers: Option<std::borrow::Cow<'a, MailHeaders>>,
+    pub headers: Option<H>,
 }
 
 impl Store {
@@ -146,11 +144,11 @@ impl Store {
 impl Tx {
     /// Records that these messages of `mailbox_id` (owned by `rep_id`) were looked at (rows
     /// already present are left alone, unless the message counts now where it was skipped).
-    pub async fn insert_seen(
+    pub async fn insert_seen<H: serde::Serialize + Sync>(
         &mut self,
         mailbox_id: &str,
         rep_id: &str,
-        rows: &[NewSeenMail<'_>],
+        rows: &[NewSeenMail<'_, H>],
         now: DateTime<Utc>,
     ) -> Result<()> {
         for chunk in rows.chunks(ROWS_PER_INSERT) {

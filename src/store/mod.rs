@@ -173,7 +173,10 @@ impl Store {
     /// crash loses nothing (the source is read again from the cursor before it), so PostgreSQL
     /// may acknowledge its commit before the WAL reaches the disk (`synchronous_commit = off`;
     /// it is still atomic and written in order, within a fraction of a second). SQLite's WAL
-    /// with `synchronous = NORMAL` already behaves that way for every transaction.
+    /// with `synchronous = NORMAL` already behaves that way for every transaction. The one
+    /// window: other sessions see the commit at once, so if the PostgreSQL server itself
+    /// crashes within that fraction of a second, what they acted on (a reply that stopped a
+    /// sequence, say) is read again from the mailbox after the restart.
     pub async fn begin_replayable(&self) -> Result<Tx> {
         let mut tx = self.begin().await?;
         if let Tx::Postgres(t) = &mut tx {

@@ -300,6 +300,7 @@ impl Ingestor {
                         .map(String::as_str)
                         .chain(h.recipients())
                         .any(|a| self.rules.domains.classify(address::domain_of(a)) != DomainClass::Internal);
+                    // A copy only when the subject has to be left out.
                     external.then(|| {
                         if self.rules.privacy.store_subjects || h.subject.is_none() {
                             Cow::Borrowed(h)
