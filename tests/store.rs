@@ -5,7 +5,7 @@ mod common;
 use chrono::Duration;
 use common::{TestDb, test_config};
 use rapport::activity::{ActivityKind, Direction, NewActivity, SourceKind};
-use rapport::store::{Backend, HealthState, LeadColumns, NewLead, SyncCursor, Tx, UpsertCounts};
+use rapport::store::{Backend, HealthState, LeadColumns, NewLead, NewSeenMail, SyncCursor, Tx, UpsertCounts};
 
 fn lead(email: &str, name: &str) -> NewLead {
     NewLead {
@@ -40,6 +40,8 @@ store_tests!(
     lead_upsert_counts,
     absent_columns_keep_values,
     activities_are_stored_once,
+    batches_longer_than_one_statement,
+    a_reply_decided_before_its_original_is_stored,
     cursors_round_trip,
     health_is_recorded,
     reps_follow_the_config,
@@ -181,6 +183,177 @@ async fn activities_are_stored_once(db: TestDb) {
         .unwrap();
     assert_eq!(window.len(), 1);
     assert_eq!(window[0].kind, "reply_received");
+}
+
+/// A batch of mail as ingestion writes it: more rows than one statement holds (SQLite writes
+/// them in statements of 100 rows, PostgreSQL in one), keys repeated within the batch, a
+/// received message and its upgrade to a reply side by side, and `mail_seen` rows with and
+/// without header fields, written twice.
+async fn batches_longer_than_one_statement(db: TestDb) {
+    let s = &db.store;
+    s.sync_reps(&test_config(&db.url)).await.unwrap();
+    s.upsert_leads(
+        &[lead("sara@acme.example", "Sara"), lead("tom@acme.example", "Tom")],
+        LeadColumns::all(),
+    )
+    .await
+    .unwrap();
+    let sara = s.lead_by_email("sara@acme.example").await.unwrap().unwrap();
+    let tom = s.lead_by_email("tom@acme.example").await.unwrap().unwrap();
+
+    let mut list: Vec<NewActivity> = (0..250)
+        .map(|i| {
+            let leads = if i % 2 == 0 {
+                vec![sara.id]
+            } else {
+                vec![sara.id, tom.id]
+            };
+            let mut a = activity("alice", &format!("<bulk{i}@example.com>"), leads);
+            a.occurred_at += Duration::seconds(i);
+            a.details = serde_json::json!({ "n": i });
+            a
+        })
+        .collect();
+    // The same key again (the same message in a second folder), and a received message that
+    // a later row of the batch shows to be a reply.
+    list.push(list[7].clone());
+    let mut received = activity("alice", "<late-reply@acme.example>", vec![tom.id]);
+    received.kind = ActivityKind::EmailReceived;
+    received.direction = Direction::Inbound;
+    let mut reply = received.clone();
+    reply.kind = ActivityKind::ReplyReceived;
+    list.push(received);
+    list.push(reply);
+
+    let now = s.now();
+    let mut tx = s.begin().await.unwrap();
+    let ids = tx.record_activities(&list, now).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(ids.len(), list.len());
+    assert!(ids[..250].iter().all(Option::is_some), "every new key gets an id");
+    assert_eq!(ids[250], None, "a key repeated in the batch counts once");
+    assert_eq!(
+        ids[251..].iter().filter(|i| i.is_some()).count(),
+        1,
+        "received and reply of one message: one activity"
+    );
+    let unique: std::collections::HashSet<_> = ids.iter().flatten().collect();
+    assert_eq!(unique.len(), 251);
+    let for_sara = s.activities_for_lead(sara.id).await.unwrap();
+    let for_tom = s.activities_for_lead(tom.id).await.unwrap();
+    assert_eq!(for_sara.len(), 250, "every activity linked to its leads");
+    assert_eq!(for_tom.len(), 126);
+    let late = for_tom
+        .iter()
+        .find(|a| a.source_id == "<late-reply@acme.example>")
+        .unwrap();
+    assert_eq!(late.kind, "reply_received", "the reply won over plain received mail");
+    assert_eq!(for_sara[0].source_id, "<bulk249@example.com>");
+    assert_eq!(for_sara[0].occurred_at, common::t0() + Duration::seconds(249));
+
+    // Recording the batch again adds nothing.
+    let mut tx = s.begin().await.unwrap();
+    let again = tx.record_activities(&list, now).await.unwrap();
+    tx.commit().await.unwrap();
+    assert!(again.iter().all(Option::is_none));
+
+    let keys: Vec<String> = (0..230).map(|i| format!("7:{i}")).collect();
+    let reasons: Vec<String> = (0..230).map(|i| format!("reason {i}")).collect();
+    let headers = serde_json::json!({ "from": ["sara@acme.example"], "subject": "Hi" });
+    let rows: Vec<NewSeenMail<'_, &serde_json::Value>> = (0..230)
+        .map(|i| NewSeenMail {
+            folder: "INBOX",
+            item_key: &keys[i],
+            message_id: &keys[i],
+            decision: "skipped",
+            reason: &reasons[i],
+            occurred_at: (i % 3 != 0).then(|| common::t0() + Duration::minutes(i as i64)),
+            headers: (i % 2 == 0).then_some(&headers),
+        })
+        .collect();
+    let mut tx = s.begin().await.unwrap();
+    tx.insert_seen("alice-imap", "alice", &rows, now).await.unwrap();
+    tx.commit().await.unwrap();
+    // Matched again: a skipped record is replaced by what counts now.
+    let counted: Vec<_> = rows
+        .iter()
+        .take(120)
+        .map(|r| NewSeenMail {
+            decision: "email_received",
+            reason: "counted",
+            ..*r
+        })
+        .collect();
+    let mut tx = s.begin().await.unwrap();
+    tx.insert_seen("alice-imap", "alice", &counted, now).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let seen = s.seen_in_mailbox("alice-imap").await.unwrap();
+    assert_eq!(seen.len(), 230);
+    let by_key: std::collections::HashMap<_, _> = seen.iter().map(|m| (m.item_key.as_str(), m)).collect();
+    for i in [0usize, 1, 99, 100, 119, 120, 199, 200, 229] {
+        let m = by_key[keys[i].as_str()];
+        assert_eq!(m.rep_id, "alice");
+        assert_eq!(m.folder, "INBOX");
+        if i < 120 {
+            assert_eq!((m.decision.as_str(), m.reason.as_str()), ("email_received", "counted"));
+        } else {
+            assert_eq!(
+                (m.decision.as_str(), m.reason.as_str()),
+                ("skipped", reasons[i].as_str())
+            );
+        }
+        assert_eq!(m.occurred_at, rows[i].occurred_at, "row {i}");
+        assert_eq!(m.headers.as_ref().map(|h| &h.0), rows[i].headers, "row {i}");
+    }
+}
+
+/// Mail capture decides a batch while the batch before it is still being stored: a reply to
+/// mail in that earlier batch is still a reply.
+async fn a_reply_decided_before_its_original_is_stored(db: TestDb) {
+    use rapport::sources::mail::{FetchedMail, Ingestor, MailHeaders, MatchRules};
+    let s = &db.store;
+    let config = test_config(&db.url);
+    s.sync_reps(&config).await.unwrap();
+    s.upsert_leads(&[lead("sara@acme.example", "Sara")], LeadColumns::all())
+        .await
+        .unwrap();
+    let rules = std::sync::Arc::new(MatchRules::new(&config, s.load_lead_index().await.unwrap()));
+    let ingestor = Ingestor::new(s.clone(), "alice-imap", &config.reps[0], rules);
+    let mail = |key: &str, raw: Vec<u8>| FetchedMail {
+        folder: "INBOX".into(),
+        item_key: key.into(),
+        headers: MailHeaders::parse(&raw),
+        internal_date: None,
+    };
+    let offer = mail(
+        "1:1",
+        common::message(
+            "offer@example.com",
+            "alice@example.com",
+            "sara@acme.example",
+            "Offer",
+            "",
+        ),
+    );
+    let answer = mail(
+        "1:2",
+        common::message(
+            "answer@acme.example",
+            "sara@acme.example",
+            "alice@example.com",
+            "Re: Offer",
+            "In-Reply-To: <offer@example.com>\r\n",
+        ),
+    );
+    let mut sent_before = std::collections::HashSet::new();
+    let first = ingestor.decide(vec![offer], &mut sent_before).await.unwrap();
+    let second = ingestor.decide(vec![answer], &mut sent_before).await.unwrap();
+    ingestor.store(first, None).await.unwrap();
+    ingestor.store(second, None).await.unwrap();
+    assert_eq!(common::count_kind(s, "email_sent").await, 1);
+    assert_eq!(common::count_kind(s, "reply_received").await, 1);
+    assert_eq!(common::count_kind(s, "email_received").await, 0);
 }
 
 async fn cursors_round_trip(db: TestDb) {

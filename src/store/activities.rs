@@ -125,43 +125,23 @@ impl Tx {
         }
         // The id each unique key got (inserted, or upgraded to a reply); `None`: it existed.
         let mut new_ids: Vec<Option<i64>> = vec![None; unique.len()];
-        for chunk in unique.chunks(ROWS_PER_INSERT) {
-            let rows: Vec<(i64, String, String, String, String)> = with_tx!(self, |conn| {
-                let mut qb = QueryBuilder::new(
-                    "INSERT INTO activities (rep_id, kind, occurred_at, source, source_id, thread_key, subject,
-                        direction, details, created_at, dedup_kind) ",
-                );
-                qb.push_values(chunk, |mut b, a| {
-                    b.push_bind(&a.rep_id)
-                        .push_bind(a.kind.as_str())
-                        .push_bind(a.occurred_at)
-                        .push_bind(a.source.as_str())
-                        .push_bind(&a.source_id)
-                        .push_bind(&a.thread_key)
-                        .push_bind(&a.subject)
-                        .push_bind(a.direction.as_str())
-                        .push_bind(Json(&a.details))
-                        .push_bind(now)
-                        .push_bind(a.dedup_kind());
-                });
-                qb.push(
-                    // A reply recognised late (its original was logged after it) upgrades the kind.
-                    " ON CONFLICT (rep_id, dedup_kind, source, source_id) DO UPDATE SET kind = excluded.kind
-                      WHERE activities.kind = 'email_received' AND excluded.kind = 'reply_received'
-                      RETURNING id, rep_id, dedup_kind, source, source_id",
-                );
-                qb.build_query_as().fetch_all(&mut *conn).await
-            })
-            .context("recording activities")?;
-            for (id, rep, dedup_kind, source, source_id) in &rows {
-                let key = (rep.as_str(), dedup_kind.as_str(), source.as_str(), source_id.as_str());
-                if let Some(&i) = position.get(&key) {
-                    new_ids[i] = Some(*id);
+        // SQLite links the leads as it inserts each row; PostgreSQL gets them in bulk below.
+        let mut links: Option<Vec<(i64, i64)>> = None;
+        match self {
+            Tx::Sqlite(t) => new_ids = super::sqlite_bulk::insert_activities(t, &unique, now).await?,
+            Tx::Postgres(t) => {
+                links = Some(Vec::new());
+                for chunk in unique.chunks(ROWS_PER_INSERT) {
+                    for (id, rep, dedup_kind, source, source_id) in insert_returning_keys(t, chunk, now).await? {
+                        let key = (rep.as_str(), dedup_kind.as_str(), source.as_str(), source_id.as_str());
+                        if let Some(&i) = position.get(&key) {
+                            new_ids[i] = Some(id);
+                        }
+                    }
                 }
             }
         }
         let mut out = Vec::with_capacity(list.len());
-        let mut links: Vec<(i64, i64)> = Vec::new();
         for a in list {
             let i = position[&(
                 a.rep_id.as_str(),
@@ -171,24 +151,62 @@ impl Tx {
             )];
             // A key twice in one call: the first takes the id, the rest are duplicates.
             let id = new_ids[i].take();
-            if let Some(id) = id {
+            if let (Some(id), Some(links)) = (id, links.as_mut()) {
                 links.extend(unique[i].lead_ids.iter().map(|l| (id, *l)));
             }
             out.push(id);
         }
-        for chunk in links.chunks(1000) {
-            with_tx!(self, |conn| {
+        if let (Tx::Postgres(t), Some(links)) = (self, links) {
+            for chunk in links.chunks(1000) {
                 let mut qb = QueryBuilder::new("INSERT INTO activity_leads (activity_id, lead_id) ");
                 qb.push_values(chunk, |mut b, (a, l)| {
                     b.push_bind(*a).push_bind(*l);
                 });
                 qb.push(" ON CONFLICT DO NOTHING");
-                qb.build().execute(&mut *conn).await.map(|_| ())
-            })
-            .context("linking activities to leads")?;
+                qb.build()
+                    .execute(&mut **t)
+                    .await
+                    .context("linking activities to leads")?;
+            }
         }
         Ok(out)
     }
+}
+
+/// Inserts activities in one statement and returns the natural key of each row inserted (or
+/// upgraded to a reply), with its id: PostgreSQL returns them in no promised order.
+async fn insert_returning_keys(
+    conn: &mut sqlx::PgConnection,
+    chunk: &[&NewActivity],
+    now: DateTime<Utc>,
+) -> Result<Vec<(i64, String, String, String, String)>> {
+    let mut qb = QueryBuilder::new(
+        "INSERT INTO activities (rep_id, kind, occurred_at, source, source_id, thread_key, subject,
+            direction, details, created_at, dedup_kind) ",
+    );
+    qb.push_values(chunk, |mut b, a| {
+        b.push_bind(&a.rep_id)
+            .push_bind(a.kind.as_str())
+            .push_bind(a.occurred_at)
+            .push_bind(a.source.as_str())
+            .push_bind(&a.source_id)
+            .push_bind(&a.thread_key)
+            .push_bind(&a.subject)
+            .push_bind(a.direction.as_str())
+            .push_bind(Json(&a.details))
+            .push_bind(now)
+            .push_bind(a.dedup_kind());
+    });
+    qb.push(
+        // A reply recognised late (its original was logged after it) upgrades the kind.
+        " ON CONFLICT (rep_id, dedup_kind, source, source_id) DO UPDATE SET kind = excluded.kind
+          WHERE activities.kind = 'email_received' AND excluded.kind = 'reply_received'
+          RETURNING id, rep_id, dedup_kind, source, source_id",
+    );
+    qb.build_query_as()
+        .fetch_all(conn)
+        .await
+        .context("recording activities")
 }
 
 impl Store {

@@ -34,7 +34,7 @@ pub struct NewSeenMail<'a, H> {
     pub item_key: &'a str,
     pub message_id: &'a str,
     pub decision: &'a str,
-    pub reason: String,
+    pub reason: &'a str,
     pub occurred_at: Option<DateTime<Utc>>,
     pub headers: Option<H>,
 }
@@ -151,8 +151,12 @@ impl Tx {
         rows: &[NewSeenMail<'_, H>],
         now: DateTime<Utc>,
     ) -> Result<()> {
+        let conn = match self {
+            Tx::Sqlite(t) => return super::sqlite_bulk::insert_seen(t, mailbox_id, rep_id, rows, now).await,
+            Tx::Postgres(t) => &mut **t,
+        };
         for chunk in rows.chunks(ROWS_PER_INSERT) {
-            with_tx!(self, |conn| {
+            {
                 let mut qb = QueryBuilder::new(
                     "INSERT INTO mail_seen (mailbox_id, folder, item_key, message_id, rep_id, decision, reason,
                         occurred_at, seen_at, headers) ",
@@ -164,7 +168,7 @@ impl Tx {
                         .push_bind(r.message_id)
                         .push_bind(rep_id)
                         .push_bind(r.decision)
-                        .push_bind(&r.reason)
+                        .push_bind(r.reason)
                         .push_bind(r.occurred_at)
                         .push_bind(now)
                         .push_bind(r.headers.as_ref().map(sqlx::types::Json));
@@ -175,9 +179,11 @@ impl Tx {
                     " ON CONFLICT (mailbox_id, folder, item_key) DO UPDATE SET decision = excluded.decision,
                         reason = excluded.reason WHERE mail_seen.decision = 'skipped'",
                 );
-                qb.build().execute(&mut *conn).await.map(|_| ())
-            })
-            .context("recording seen messages")?;
+                qb.build()
+                    .execute(&mut *conn)
+                    .await
+                    .context("recording seen messages")?;
+            }
         }
         Ok(())
     }

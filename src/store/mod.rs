@@ -15,6 +15,7 @@ mod meetings;
 mod ops;
 mod reports;
 mod sequences;
+mod sqlite_bulk;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -36,9 +37,9 @@ pub use sequences::{EnrollOutcome, Enrollment, LeadEvent, NewOutbox, OutboxRow, 
 use crate::clock::SharedClock;
 use crate::config::{Config, redact_url};
 
-/// Rows per multi-row INSERT in bulk writes: one statement per ingested batch of mail
-/// (`sources::mail::imap::BATCH`), within both engines' limits on bound parameters (SQLite
-/// 32,766; PostgreSQL 65,535) at 11 columns.
+/// Rows per multi-row INSERT in PostgreSQL's bulk writes: one statement per ingested batch of
+/// mail (`sources::mail::imap::BATCH`), within its limit on bound parameters (65,535) at 11
+/// columns. SQLite's are written by `sqlite_bulk`.
 pub(crate) const ROWS_PER_INSERT: usize = 1000;
 
 /// Which database engine a store talks to.
@@ -107,12 +108,15 @@ impl Store {
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true)
                 // SQLite runs on a thread of its own that hands rows over through a bounded
-                // channel (50 by default): a statement returning more rows than that stalls
-                // until the async side takes them, which during a backfill is busy reading the
-                // next FETCH. A batch of mail returns up to ROWS_PER_INSERT ids at once.
+                // channel (50 by default): a query returning more rows than that stalls until
+                // the async side takes them, which may be busy with other work.
                 .row_buffer_size(2 * ROWS_PER_INSERT);
             let pool = SqlitePoolOptions::new()
                 .max_connections(max_connections.max(1))
+                // An embedded database has no connection to lose: checking one before each
+                // use only costs a round trip to its thread, which a busy machine may not
+                // schedule for a millisecond or more (measured in every mail batch's BEGIN).
+                .test_before_acquire(false)
                 .connect_with(opts)
                 .await
                 .with_context(|| format!("opening SQLite database {url}"))?;

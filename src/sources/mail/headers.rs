@@ -214,6 +214,21 @@ fn ids(v: &HeaderValue<'_>) -> Vec<String> {
     .collect()
 }
 
+/// Whether a raw header block may belong to a bounce: a cheap test, before parsing, of
+/// everything [`MailHeaders::parse`] reads a bounce by (a `multipart/report` content type, a
+/// `mailer-daemon` or `postmaster` sender). It may say yes to a message that only mentions
+/// one of them; it never says no to a bounce.
+pub fn may_be_bounce(raw: &[u8]) -> bool {
+    const MARKS: [&[u8]; 3] = [b"multipart/report", b"mailer-daemon", b"postmaster"];
+    (0..raw.len()).any(|i| {
+        // Every mark starts with `m` or `p`: compare only there.
+        matches!(raw[i] | 0x20, b'm' | b'p')
+            && MARKS
+                .iter()
+                .any(|m| raw.get(i..i + m.len()).is_some_and(|w| w.eq_ignore_ascii_case(m)))
+    })
+}
+
 fn looks_like_bounce_sender(h: &MailHeaders) -> bool {
     h.sender().is_some_and(|s| {
         let local = s.split('@').next().unwrap_or("");
@@ -351,6 +366,34 @@ mod tests {
         let h = MailHeaders::parse(raw).unwrap();
         assert!(h.is_delivery_report);
         assert_eq!(h.failed_recipients, ["gone@acme.example"]);
+    }
+
+    #[test]
+    fn the_bounce_precheck_never_misses_what_parsing_calls_a_bounce() {
+        let bounces: [&[u8]; 4] = [
+            b"From: Mail Delivery System <MAILER-DAEMON@mx.example>\r\nSubject: Undelivered\r\n\r\n",
+            b"From: postmaster@acme.example\r\n\r\n",
+            b"From: x@y.example\r\nContent-Type: Multipart/Report;\r\n report-type=delivery-status; boundary=b\r\n\r\n",
+            b"From: x@y.example\r\nContent-Type: multipart/report; report-type=delivery-status\r\n\r\n",
+        ];
+        for raw in bounces {
+            let h = MailHeaders::parse(raw).unwrap();
+            assert!(
+                h.is_delivery_report || looks_like_bounce_sender(&h),
+                "{}",
+                String::from_utf8_lossy(raw)
+            );
+            assert!(may_be_bounce(raw), "{}", String::from_utf8_lossy(raw));
+        }
+        for raw in [
+            &b"From: sara@acme.example\r\nSubject: Proposal\r\nContent-Type: multipart/mixed\r\n\r\n"[..],
+            b"From: m@p.example\r\nTo: mp@pm.example\r\n\r\n",
+            b"",
+            b"m",
+            b"\xffpostmaste",
+        ] {
+            assert!(!may_be_bounce(raw), "{}", String::from_utf8_lossy(raw));
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! Only header fields are fetched (`BODY.PEEK[HEADER.FIELDS (…)]`, which also leaves `\Seen`
 //! alone); the whole message is fetched only for the few that look like bounces.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use tokio_util::task::AbortOnDropHandle;
 use tracing::{debug, info, warn};
 
 use super::headers::FETCHED_FIELDS;
+use super::ingest::Decided;
 use super::{FetchedMail, IngestStats, Ingestor, MailHeaders};
 use crate::config::{ImapAuth, ImapConfig, TlsMode};
 use crate::oauth::{OAuthError, TokenSource};
@@ -405,36 +407,12 @@ pub async fn sync_folder(
             v
         }
     };
-    let mut stats = IngestStats::default();
-    let mut last = known.unwrap_or(0);
-    // Pipelined: batch N is stored by a task of its own (so on another thread when one is
-    // free) while batch N+1 is fetched and parsed here. One batch is stored at a time, in
-    // order, so the cursor only ever moves past stored messages. When this future is dropped
-    // the store in flight is aborted: its transaction rolls back, and the batch is fetched
-    // again next time.
-    let mut storing: Option<(AbortOnDropHandle<anyhow::Result<IngestStats>>, u32)> = None;
-    for chunk in uids.chunks(BATCH) {
-        let fetched = fetch_batch(session, folder, validity, chunk).await;
-        if let Some((handle, batch_last)) = storing.take() {
-            stats += stored(handle).await?;
-            last = batch_last;
-            if stop.is_cancelled() {
-                // The batch fetched meanwhile is dropped unstored; the cursor is before it.
-                info!(mailbox = %ingestor.mailbox_id, %folder, last_uid = last, "stopping: cursor committed");
-                return Ok(stats);
-            }
-        }
-        let batch = fetched?;
-        let batch_last = *chunk.last().unwrap_or(&last);
-        let c = cursor_for(ingestor, folder, validity, batch_last, modseq);
-        let ingestor = ingestor.clone();
-        let task = tokio::spawn(async move { ingestor.ingest(&batch, Some(&c)).await });
-        storing = Some((AbortOnDropHandle::new(task), batch_last));
+    let (stats, stored_last, ended) = pipeline(session, ingestor, folder, validity, modseq, &uids, stop).await?;
+    if ended == Ended::Stopped {
+        info!(mailbox = %ingestor.mailbox_id, %folder, last_uid = ?stored_last, "stopping: cursor committed");
+        return Ok(stats);
     }
-    if let Some((handle, batch_last)) = storing.take() {
-        stats += stored(handle).await?;
-        last = batch_last;
-    }
+    let last = stored_last.or(known).unwrap_or(0);
     // Every UID below UIDNEXT that the search did not return was expunged (or lies before the
     // backfill window): move the cursor past them, so they are not searched for again and the
     // IDLE loop does not take them for new mail.
@@ -452,11 +430,97 @@ pub async fn sync_folder(
     Ok(stats)
 }
 
-/// Waits for a batch being stored.
-async fn stored(handle: AbortOnDropHandle<anyhow::Result<IngestStats>>) -> Result<IngestStats, SourceError> {
+/// Why [`pipeline`] returned.
+#[derive(Debug, PartialEq, Eq)]
+enum Ended {
+    Done,
+    Stopped,
+}
+
+/// Fetches, parses and stores `uids` in batches, as a pipeline of three stages on tasks of
+/// their own, so they spread over the runtime's threads: while batch N+1 is read from the
+/// server here, batch N is parsed and batch N-1 stored, and the server is asked for the next
+/// batch without waiting for the store (the queues between stages hold one batch each, so a
+/// slow store soon holds the reading back). One task stores, batch after batch in order, each
+/// with its cursor, so the cursor only ever moves past stored messages.
+///
+/// When `stop` fires, no further batch is read and the ones already read are stored. A failed
+/// read also stores what was read before it, then returns the error; a failed store stops
+/// everything. When this future is dropped the tasks are aborted: the store in flight rolls
+/// its transaction back, and what was not stored is fetched again next time.
+///
+/// Returns what was stored, the last UID stored, and why it ended.
+async fn pipeline(
+    session: &mut Session,
+    ingestor: &Ingestor,
+    folder: &str,
+    validity: u32,
+    modseq: Option<u64>,
+    uids: &[u32],
+    stop: &CancellationToken,
+) -> Result<(IngestStats, Option<u32>, Ended), SourceError> {
+    let (raw_tx, mut raw_rx) = tokio::sync::mpsc::channel::<(RawBatch, u32)>(1);
+    let (decided_tx, mut decided_rx) = tokio::sync::mpsc::channel::<(Decided, u32)>(1);
+    let (decider, owned_folder) = (ingestor.clone(), folder.to_owned());
+    let parser = AbortOnDropHandle::new(tokio::spawn(async move {
+        let mut sent_before = HashSet::new();
+        while let Some((raw, last)) = raw_rx.recv().await {
+            let batch = raw.parse(&owned_folder, validity);
+            let decided = decider.decide(batch, &mut sent_before).await?;
+            if decided_tx.send((decided, last)).await.is_err() {
+                break;
+            }
+        }
+        anyhow::Ok(())
+    }));
+    let (storer, owned_folder) = (ingestor.clone(), folder.to_owned());
+    let store = AbortOnDropHandle::new(tokio::spawn(async move {
+        let mut stats = IngestStats::default();
+        let mut stored_last = None;
+        while let Some((decided, last)) = decided_rx.recv().await {
+            let cursor = cursor_for(&storer, &owned_folder, validity, last, modseq);
+            stats += storer.store(decided, Some(&cursor)).await?;
+            stored_last = Some(last);
+        }
+        anyhow::Ok((stats, stored_last))
+    }));
+
+    let mut ended = Ended::Done;
+    let mut read_error = None;
+    for chunk in uids.chunks(BATCH) {
+        if stop.is_cancelled() {
+            ended = Ended::Stopped;
+            break;
+        }
+        let last = *chunk.last().unwrap_or(&0);
+        match fetch_batch(session, folder, chunk).await {
+            // A closed queue means the store failed: its error is returned below.
+            Ok(raw) => {
+                if raw_tx.send((raw, last)).await.is_err() {
+                    break;
+                }
+            }
+            Err(e) => {
+                read_error = Some(e);
+                break;
+            }
+        }
+    }
+    drop(raw_tx);
+    // The store ends when the parser does; its error, then the parser's, then the read's.
+    let (stats, stored_last) = joined(store).await?;
+    joined(parser).await?;
+    match read_error {
+        Some(e) => Err(e),
+        None => Ok((stats, stored_last, ended)),
+    }
+}
+
+/// Waits for a task of the pipeline.
+async fn joined<T>(handle: AbortOnDropHandle<anyhow::Result<T>>) -> Result<T, SourceError> {
     match handle.await {
         Ok(result) => Ok(result?),
-        Err(e) => Err(SourceError::Transient(anyhow!("storing a batch of mail failed: {e}"))),
+        Err(e) => Err(SourceError::Transient(anyhow!("ingesting mail failed: {e}"))),
     }
 }
 
@@ -466,13 +530,17 @@ pub fn fetch_items() -> String {
     format!("(UID FLAGS INTERNALDATE RFC822.SIZE BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS ({FETCHED_FIELDS})])")
 }
 
-/// Fetches the header fields of `uids`, and the whole message of those that look like bounces.
-async fn fetch_batch(
-    session: &mut Session,
-    folder: &str,
-    validity: u32,
-    uids: &[u32],
-) -> Result<Vec<FetchedMail>, SourceError> {
+/// One batch as the server sent it: the header fields of each message, and the whole message
+/// of those that may be bounces. Parsing is left to [`RawBatch::parse`], off the connection's
+/// task, so the next FETCH can be read meanwhile.
+struct RawBatch {
+    fetches: Vec<async_imap::types::Fetch>,
+    /// Whole messages by UID.
+    bodies: std::collections::HashMap<u32, async_imap::types::Fetch>,
+}
+
+/// Fetches the header fields of `uids`, and the whole message of those that may be bounces.
+async fn fetch_batch(session: &mut Session, folder: &str, uids: &[u32]) -> Result<RawBatch, SourceError> {
     let query = fetch_items();
     let set = uid_set(uids);
     let fetches: Vec<_> = io("UID FETCH", async {
@@ -496,30 +564,12 @@ async fn fetch_batch(
             )));
         }
     }
-    let mut out = Vec::with_capacity(fetches.len());
-    let mut bounces = Vec::new();
-    for f in &fetches {
-        let Some(uid) = f.uid else { continue };
-        let draft = f.flags().any(|fl| matches!(fl, async_imap::types::Flag::Draft));
-        let attachments = f.bodystructure().map(attachment_names).unwrap_or_default();
-        let headers = f.header().and_then(MailHeaders::parse).map(|h| MailHeaders {
-            draft,
-            attachments,
-            ..h
-        });
-        if headers
-            .as_ref()
-            .is_some_and(|h| h.is_delivery_report || looks_like_bounce(h))
-        {
-            bounces.push(uid);
-        }
-        out.push(FetchedMail {
-            folder: folder.to_owned(),
-            item_key: format!("{validity}:{uid}"),
-            headers,
-            internal_date: f.internal_date().map(|d| d.with_timezone(&Utc)),
-        });
-    }
+    let bounces: Vec<u32> = fetches
+        .iter()
+        .filter(|f| f.header().is_some_and(super::headers::may_be_bounce))
+        .filter_map(|f| f.uid)
+        .collect();
+    let mut bodies = std::collections::HashMap::new();
     if !bounces.is_empty() {
         let set = uid_set(&bounces);
         let full: Vec<_> = io("UID FETCH bodies", async {
@@ -538,41 +588,52 @@ async fn fetch_batch(
                 bounces.len()
             )));
         }
-        for f in full {
-            let (Some(uid), Some(body)) = (f.uid, f.body()) else {
-                continue;
-            };
-            let key = format!("{validity}:{uid}");
-            if let Some(m) = out.iter_mut().find(|m| m.item_key == key)
-                && let Some(h) = MailHeaders::parse(body)
-            {
-                let draft = m.headers.as_ref().is_some_and(|old| old.draft);
-                let attachments = m
-                    .headers
-                    .as_ref()
-                    .map(|old| old.attachments.clone())
-                    .unwrap_or_default();
-                m.headers = Some(MailHeaders {
-                    draft,
-                    attachments: if h.attachments.is_empty() {
-                        attachments
-                    } else {
-                        h.attachments.clone()
-                    },
-                    ..h
-                });
-            }
-        }
+        bodies.extend(full.into_iter().filter_map(|f| Some((f.uid?, f))));
     }
-    out.sort_by_key(|m| m.item_key.split(':').nth(1).and_then(|u| u.parse::<u32>().ok()));
-    Ok(out)
+    Ok(RawBatch { fetches, bodies })
 }
 
-fn looks_like_bounce(h: &MailHeaders) -> bool {
-    h.sender().is_some_and(|s| {
-        let local = s.split('@').next().unwrap_or("");
-        local == "mailer-daemon" || local == "postmaster"
-    })
+impl RawBatch {
+    /// The messages of the batch, in UID order. A message whose whole text was fetched is read
+    /// from it (a bounce names its failed recipients in its body); a message that cannot be
+    /// parsed at all is kept with no headers, to be recorded as unreadable.
+    fn parse(self, folder: &str, validity: u32) -> Vec<FetchedMail> {
+        let mut out: Vec<(u32, FetchedMail)> = Vec::with_capacity(self.fetches.len());
+        for f in &self.fetches {
+            let Some(uid) = f.uid else { continue };
+            let draft = f.flags().any(|fl| matches!(fl, async_imap::types::Flag::Draft));
+            let structure_names = || f.bodystructure().map(attachment_names).unwrap_or_default();
+            let whole = self
+                .bodies
+                .get(&uid)
+                .and_then(|b| b.body())
+                .and_then(MailHeaders::parse);
+            let headers = match whole {
+                Some(h) if !h.attachments.is_empty() => Some(MailHeaders { draft, ..h }),
+                Some(h) => Some(MailHeaders {
+                    draft,
+                    attachments: structure_names(),
+                    ..h
+                }),
+                None => f.header().and_then(MailHeaders::parse).map(|h| MailHeaders {
+                    draft,
+                    attachments: structure_names(),
+                    ..h
+                }),
+            };
+            out.push((
+                uid,
+                FetchedMail {
+                    folder: folder.to_owned(),
+                    item_key: format!("{validity}:{uid}"),
+                    headers,
+                    internal_date: f.internal_date().map(|d| d.with_timezone(&Utc)),
+                },
+            ));
+        }
+        out.sort_by_key(|(uid, _)| *uid);
+        out.into_iter().map(|(_, m)| m).collect()
+    }
 }
 
 /// Syncs every folder once (or until `stop` fires).

@@ -171,6 +171,16 @@ impl Ingestor {
 
     /// Processes a batch and, in the same transaction, moves `cursor` forward.
     pub async fn ingest(&self, batch: &[FetchedMail], cursor: Option<&SyncCursor>) -> Result<IngestStats> {
+        let decided = self.decide(batch.to_vec(), &mut HashSet::new()).await?;
+        self.store(decided, cursor).await
+    }
+
+    /// Decides what each message of a batch is and builds the rows to store: everything of
+    /// ingesting that needs no write, so it can run while the batch before is being stored.
+    /// `sent_before` holds the Message-IDs of outbound mail decided in earlier batches that
+    /// may not be stored yet (so a reply to one is still told from plain received mail); this
+    /// batch's outbound mail is added to it.
+    pub async fn decide(&self, batch: Vec<FetchedMail>, sent_before: &mut HashSet<String>) -> Result<Decided> {
         let now = self.store.now();
         // Outbound messages this rep sent earlier, for telling replies apart.
         let referenced: Vec<&str> = batch
@@ -178,6 +188,7 @@ impl Ingestor {
             .filter_map(|m| m.headers.as_ref())
             .flat_map(|h| h.in_reply_to.iter().chain(h.references.iter()))
             .map(String::as_str)
+            .filter(|id| !sent_before.contains(*id))
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
@@ -187,7 +198,7 @@ impl Ingestor {
             self.store.outbound_message_ids(&self.rep_id, &referenced).await?
         };
 
-        let mut decisions: Vec<(&FetchedMail, String, Option<MailDecision>)> = Vec::with_capacity(batch.len());
+        let mut decisions: Vec<(String, Option<MailDecision>)> = Vec::with_capacity(batch.len());
         {
             let index = self.rules.index.read().await;
             let matcher = MailMatcher {
@@ -200,9 +211,9 @@ impl Ingestor {
                 id: &self.rep_id,
                 addresses: &self.rep_addresses,
             };
-            for m in batch {
+            for m in &batch {
                 let Some(h) = &m.headers else {
-                    decisions.push((m, format!("unreadable-{}-{}", m.folder, m.item_key), None));
+                    decisions.push((format!("unreadable-{}-{}", m.folder, m.item_key), None));
                     continue;
                 };
                 if h.from
@@ -211,11 +222,11 @@ impl Ingestor {
                     .chain(h.recipients())
                     .any(|a| self.rules.privacy.excludes(a))
                 {
-                    decisions.push((m, "excluded".to_owned(), Some(MailDecision::Skip(SkipReason::Excluded))));
+                    decisions.push(("excluded".to_owned(), Some(MailDecision::Skip(SkipReason::Excluded))));
                     continue;
                 }
                 let id = h.effective_message_id();
-                let d = matcher.decide(&rep, h, &|mid| outbound.contains(mid));
+                let d = matcher.decide(&rep, h, &|mid| outbound.contains(mid) || sent_before.contains(mid));
                 if let MailDecision::Count {
                     kind: ActivityKind::EmailSent,
                     ..
@@ -223,20 +234,19 @@ impl Ingestor {
                 {
                     outbound.insert(id.clone());
                 }
-                decisions.push((m, id, Some(d)));
+                decisions.push((id, Some(d)));
             }
         }
-
-        let mut stats = IngestStats {
-            seen: batch.len(),
-            ..Default::default()
+        let mut decided = Decided {
+            rows: Vec::with_capacity(batch.len()),
+            activities: Vec::new(),
+            bounced: Vec::new(),
+            skipped: 0,
+            unreadable: 0,
+            batch: Vec::new(),
         };
-        let mut seen_rows = Vec::with_capacity(batch.len());
-        let mut new_leads = NewLeads::default();
-        let mut activities = Vec::new();
-        let mut tx = self.store.begin_replayable().await?;
-        for (m, message_id, decision) in &decisions {
-            let (decision_name, reason, when) = match (decision, &m.headers) {
+        for (m, (message_id, decision)) in batch.iter().zip(decisions) {
+            let (decision_name, reason, when) = match (&decision, &m.headers) {
                 (
                     Some(MailDecision::Count {
                         kind,
@@ -247,13 +257,7 @@ impl Ingestor {
                     }),
                     Some(h),
                 ) => {
-                    let mut lead_ids = Vec::with_capacity(leads.len());
-                    for l in leads {
-                        lead_ids.push(new_leads.id_for(&mut tx, &self.rules, l, &self.rep_id, now).await?);
-                    }
-                    if !bounced.is_empty() {
-                        tx.mark_bounced(bounced, now).await?;
-                    }
+                    decided.bounced.extend(bounced.iter().cloned());
                     let when = occurred_at(h, m.internal_date, now);
                     let activity = NewActivity {
                         rep_id: self.rep_id.clone(),
@@ -261,17 +265,17 @@ impl Ingestor {
                         occurred_at: when,
                         source: SourceKind::Mail,
                         source_id: message_id.clone(),
-                        thread_key: Some(h.thread_key(message_id)),
+                        thread_key: Some(h.thread_key(&message_id)),
                         subject: h.subject.clone().filter(|_| self.rules.privacy.store_subjects),
                         direction: *direction,
-                        lead_ids,
+                        lead_ids: Vec::new(),
                         details: if h.attachments.is_empty() {
                             serde_json::json!({ "mailbox": self.mailbox_id, "folder": m.folder })
                         } else {
                             serde_json::json!({ "mailbox": self.mailbox_id, "folder": m.folder, "attachments": h.attachments })
                         },
                     };
-                    activities.push(activity);
+                    decided.activities.push((activity, leads.clone()));
                     (
                         kind.as_str(),
                         decision.as_ref().map(|d| d.explain()).unwrap_or_default(),
@@ -279,11 +283,11 @@ impl Ingestor {
                     )
                 }
                 (Some(d), _) => {
-                    stats.skipped += 1;
+                    decided.skipped += 1;
                     ("skipped", d.explain(), m.headers.as_ref().and_then(|h| h.date))
                 }
                 (None, _) => {
-                    stats.unreadable += 1;
+                    decided.unreadable += 1;
                     warn!(mailbox = %self.mailbox_id, folder = %m.folder, item = %m.item_key, "unreadable message skipped");
                     ("unreadable", "the message has no parsable header".to_owned(), None)
                 }
@@ -291,8 +295,8 @@ impl Ingestor {
             debug!(mailbox = %self.mailbox_id, folder = %m.folder, %message_id, decision = %decision_name, "{reason}");
             // Kept for matching again later: every message with an external participant that
             // no privacy rule excludes.
-            let kept = match (&m.headers, decision) {
-                (_, Some(MailDecision::Skip(SkipReason::Excluded))) | (None, _) => None,
+            let keep = match (&m.headers, &decision) {
+                (_, Some(MailDecision::Skip(SkipReason::Excluded))) | (None, _) => Keep::Nothing,
                 (Some(h), _) => {
                     let external = h
                         .from
@@ -300,35 +304,83 @@ impl Ingestor {
                         .map(String::as_str)
                         .chain(h.recipients())
                         .any(|a| self.rules.domains.classify(address::domain_of(a)) != DomainClass::Internal);
-                    // A copy only when the subject has to be left out.
-                    external.then(|| {
-                        if self.rules.privacy.store_subjects || h.subject.is_none() {
-                            Cow::Borrowed(h)
-                        } else {
-                            Cow::Owned(MailHeaders {
-                                subject: None,
-                                ..h.clone()
-                            })
-                        }
-                    })
+                    match external {
+                        false => Keep::Nothing,
+                        true if self.rules.privacy.store_subjects || h.subject.is_none() => Keep::Headers,
+                        true => Keep::HeadersWithoutSubject,
+                    }
                 }
             };
-            seen_rows.push(NewSeenMail {
-                folder: &m.folder,
-                item_key: &m.item_key,
+            decided.rows.push(DecidedRow {
                 message_id,
                 decision: decision_name,
                 reason,
                 occurred_at: when,
-                headers: kept,
+                keep,
             });
         }
+        sent_before.extend(outbound);
+        decided.batch = batch;
+        Ok(decided)
+    }
+
+    /// Stores a decided batch and, in the same transaction, moves `cursor` forward.
+    pub async fn store(&self, decided: Decided, cursor: Option<&SyncCursor>) -> Result<IngestStats> {
+        let now = self.store.now();
+        let Decided {
+            batch,
+            rows,
+            mut activities,
+            bounced,
+            skipped,
+            unreadable,
+        } = decided;
+        let mut stats = IngestStats {
+            seen: batch.len(),
+            skipped,
+            unreadable,
+            ..Default::default()
+        };
+        let mut new_leads = NewLeads::default();
+        let mut tx = self.store.begin_replayable().await?;
+        for (activity, leads) in &mut activities {
+            for l in leads.iter() {
+                activity
+                    .lead_ids
+                    .push(new_leads.id_for(&mut tx, &self.rules, l, &self.rep_id, now).await?);
+            }
+        }
+        if !bounced.is_empty() {
+            tx.mark_bounced(&bounced, now).await?;
+        }
+        let activities: Vec<NewActivity> = activities.into_iter().map(|(a, _)| a).collect();
         for id in tx.record_activities(&activities, now).await? {
             match id {
                 Some(_) => stats.counted += 1,
                 None => stats.duplicates += 1,
             }
         }
+        let seen_rows: Vec<_> = batch
+            .iter()
+            .zip(&rows)
+            .map(|(m, r)| NewSeenMail {
+                folder: &m.folder,
+                item_key: &m.item_key,
+                message_id: &r.message_id,
+                decision: r.decision,
+                reason: r.reason.as_str(),
+                occurred_at: r.occurred_at,
+                headers: m.headers.as_ref().and_then(|h| match r.keep {
+                    Keep::Nothing => None,
+                    Keep::Headers => Some(Cow::Borrowed(h)),
+                    // A copy only when the subject has to be left out.
+                    Keep::HeadersWithoutSubject => Some(Cow::Owned(MailHeaders {
+                        subject: None,
+                        ..h.clone()
+                    })),
+                }),
+            })
+            .collect();
         tx.insert_seen(&self.mailbox_id, &self.rep_id, &seen_rows, now).await?;
         if let Some(c) = cursor {
             tx.put_cursor(c, now).await?;
@@ -337,6 +389,36 @@ impl Ingestor {
         new_leads.publish(&self.rules).await;
         Ok(stats)
     }
+}
+
+/// A batch whose messages are decided, with the rows to store built (see [`Ingestor::decide`]).
+pub struct Decided {
+    batch: Vec<FetchedMail>,
+    /// One per message of `batch`, in the same order.
+    rows: Vec<DecidedRow>,
+    /// The activities to record, each with the leads it names (given ids when stored: some
+    /// are new leads, created in the batch's transaction).
+    activities: Vec<(NewActivity, Vec<LeadMatch>)>,
+    /// Lead addresses bounces named.
+    bounced: Vec<String>,
+    skipped: usize,
+    unreadable: usize,
+}
+
+/// What is recorded in `mail_seen` about one message.
+struct DecidedRow {
+    message_id: String,
+    decision: &'static str,
+    reason: String,
+    occurred_at: Option<DateTime<Utc>>,
+    keep: Keep,
+}
+
+/// Which of a message's header fields are kept for matching again later.
+enum Keep {
+    Nothing,
+    Headers,
+    HeadersWithoutSubject,
 }
 
 #[cfg(test)]
