@@ -308,8 +308,8 @@ async fn batches_longer_than_one_statement(db: TestDb) {
     }
 }
 
-/// Mail capture decides a batch while the batch before it is still being stored: a reply to
-/// mail in that earlier batch is still a reply.
+/// A reply to mail decided in an earlier batch is a reply even when that batch is not stored
+/// yet: deciding carries the Message-IDs it saw sent.
 async fn a_reply_decided_before_its_original_is_stored(db: TestDb) {
     use rapport::sources::mail::{FetchedMail, Ingestor, MailHeaders, MatchRules};
     let s = &db.store;

@@ -52,8 +52,8 @@ impl MailboxTask {
             if cancel.is_cancelled() {
                 break;
             }
-            // The source stops by itself when `cancel` fires, after storing the batch in hand
-            // and its cursor; the supervisor aborts it if that takes longer than the deadline.
+            // The source stops by itself when `cancel` fires, after storing the mail already
+            // read with its cursor; the supervisor aborts it if that takes longer than the deadline.
             let result = self.watch(&cancel).await;
             let e = match result {
                 Ok(()) => break,

@@ -3,7 +3,7 @@
 //! and keep running on the old one.
 //!
 //! Applying it here means the mailbox list: tasks of new mailboxes start, tasks of removed
-//! ones stop (by name, through the [`Supervisor`], after finishing the batch in hand), and
+//! ones stop (by name, through the [`Supervisor`], after storing the mail already read), and
 //! tasks whose settings, owner or matching rules changed restart. The other supervised tasks
 //! (calendars, sequence senders, the HTTP server) are [task groups](Reloader::add_group): the
 //! group builds the tasks the new config describes, each with a fingerprint of what it depends

@@ -28,7 +28,7 @@ pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 /// authentication failure); a panic restarts it with backoff.
 ///
 /// On shutdown `cancel` fires and the task has the configured deadline (default 10 s) to
-/// finish what it is doing (store the batch in hand and its cursor, complete an SMTP
+/// finish what it is doing (store the mail already read with its cursor, complete an SMTP
 /// transaction and record it) and return; after the deadline it is aborted. A task therefore
 /// only needs to check `cancel` between units of work and before waiting.
 pub trait Supervised: Send + Sync + 'static {

@@ -24,7 +24,10 @@ use super::NewSeenMail;
 use crate::activity::NewActivity;
 
 /// Runs `f` on the raw SQLite connection behind `conn`, within whatever transaction is open
-/// on it. `f` must not block on anything but SQLite: the connection is locked meanwhile.
+/// on it, on the calling thread (a runtime worker: a batch of mail keeps it busy for about
+/// 10 ms; every transaction here began with `BEGIN IMMEDIATE`, so SQLite never waits for its
+/// busy timeout inside). `f` must not block on anything but SQLite: the connection is locked
+/// meanwhile.
 #[allow(unsafe_code)]
 async fn on_connection<R>(
     conn: &mut SqliteConnection,
@@ -34,7 +37,8 @@ async fn on_connection<R>(
     // SAFETY: the handle is a valid open connection, and `locked` keeps every other user off
     // it until after `db` is dropped at the end of this block; a `Connection` made by
     // `from_handle` does not close the handle when dropped (it only finalizes the statements
-    // it prepared).
+    // it prepared). rusqlite's `hooks` features must stay off: with them, dropping it would
+    // also clear the hooks sqlx set on the handle.
     let db = unsafe { rusqlite::Connection::from_handle(locked.as_raw_handle().as_ptr()) }?;
     let result = f(&db);
     drop(db);

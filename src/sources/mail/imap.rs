@@ -3,7 +3,7 @@
 //! the watched folder with polling as fallback.
 //!
 //! Only header fields are fetched (`BODY.PEEK[HEADER.FIELDS (…)]`, which also leaves `\Seen`
-//! alone); the whole message is fetched only for the few that look like bounces.
+//! alone); the whole message is fetched only for the few whose header fields may be a bounce's.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -24,7 +24,6 @@ use tokio_util::task::AbortOnDropHandle;
 use tracing::{debug, info, warn};
 
 use super::headers::FETCHED_FIELDS;
-use super::ingest::Decided;
 use super::{FetchedMail, IngestStats, Ingestor, MailHeaders};
 use crate::config::{ImapAuth, ImapConfig, TlsMode};
 use crate::oauth::{OAuthError, TokenSource};
@@ -346,7 +345,8 @@ pub fn uid_set(uids: &[u32]) -> String {
 }
 
 /// Syncs one folder from its cursor; returns what was ingested. When `stop` fires, returns
-/// after storing the batch in hand (with its cursor): the rest is fetched at the next start.
+/// after storing the batches already read (each with its cursor): the rest is fetched at the
+/// next start.
 pub async fn sync_folder(
     session: &mut Session,
     cfg: &ImapConfig,
@@ -441,8 +441,10 @@ enum Ended {
 /// their own, so they spread over the runtime's threads: while batch N+1 is read from the
 /// server here, batch N is parsed and batch N-1 stored, and the server is asked for the next
 /// batch without waiting for the store (the queues between stages hold one batch each, so a
-/// slow store soon holds the reading back). One task stores, batch after batch in order, each
-/// with its cursor, so the cursor only ever moves past stored messages.
+/// slow store soon holds the reading back). One task decides and stores, batch after batch in
+/// order, each with its cursor, so the cursor only ever moves past stored messages, and each
+/// batch is matched against the leads the batches before it created (a bounce names only
+/// leads that exist).
 ///
 /// When `stop` fires, no further batch is read and the ones already read are stored. A failed
 /// read also stores what was read before it, then returns the error; a failed store stops
@@ -460,14 +462,15 @@ async fn pipeline(
     stop: &CancellationToken,
 ) -> Result<(IngestStats, Option<u32>, Ended), SourceError> {
     let (raw_tx, mut raw_rx) = tokio::sync::mpsc::channel::<(RawBatch, u32)>(1);
-    let (decided_tx, mut decided_rx) = tokio::sync::mpsc::channel::<(Decided, u32)>(1);
-    let (decider, owned_folder) = (ingestor.clone(), folder.to_owned());
+    let (parsed_tx, mut parsed_rx) = tokio::sync::mpsc::channel::<(Vec<FetchedMail>, u32)>(1);
+    let owned_folder = folder.to_owned();
     let parser = AbortOnDropHandle::new(tokio::spawn(async move {
-        let mut sent_before = HashSet::new();
         while let Some((raw, last)) = raw_rx.recv().await {
-            let batch = raw.parse(&owned_folder, validity);
-            let decided = decider.decide(batch, &mut sent_before).await?;
-            if decided_tx.send((decided, last)).await.is_err() {
+            if parsed_tx
+                .send((raw.parse(&owned_folder, validity), last))
+                .await
+                .is_err()
+            {
                 break;
             }
         }
@@ -477,8 +480,10 @@ async fn pipeline(
     let store = AbortOnDropHandle::new(tokio::spawn(async move {
         let mut stats = IngestStats::default();
         let mut stored_last = None;
-        while let Some((decided, last)) = decided_rx.recv().await {
+        let mut sent_before = HashSet::new();
+        while let Some((batch, last)) = parsed_rx.recv().await {
             let cursor = cursor_for(&storer, &owned_folder, validity, last, modseq);
+            let decided = storer.decide(batch, &mut sent_before).await?;
             stats += storer.store(decided, Some(&cursor)).await?;
             stored_last = Some(last);
         }
@@ -494,7 +499,7 @@ async fn pipeline(
         }
         let last = *chunk.last().unwrap_or(&0);
         match fetch_batch(session, folder, chunk).await {
-            // A closed queue means the store failed: its error is returned below.
+            // A closed queue means the parser or the store failed: the error is returned below.
             Ok(raw) => {
                 if raw_tx.send((raw, last)).await.is_err() {
                     break;
@@ -588,7 +593,13 @@ async fn fetch_batch(session: &mut Session, folder: &str, uids: &[u32]) -> Resul
                 bounces.len()
             )));
         }
-        bodies.extend(full.into_iter().filter_map(|f| Some((f.uid?, f))));
+        // Only responses that carry the text: a server may send other FETCH data (a flag
+        // change) for the same message meanwhile.
+        bodies.extend(
+            full.into_iter()
+                .filter(|f| f.body().is_some())
+                .filter_map(|f| Some((f.uid?, f))),
+        );
     }
     Ok(RawBatch { fetches, bodies })
 }
@@ -684,8 +695,8 @@ async fn logout(mut session: Session) {
 }
 
 /// Syncs, then waits for news with IDLE (or sleeps for the poll interval where the server has
-/// no IDLE) and syncs again, until `stop` fires (then returns `Ok` after storing the batch in
-/// hand and logging out). Returns an error otherwise; the caller reconnects.
+/// no IDLE) and syncs again, until `stop` fires (then returns `Ok` after storing the batches
+/// already read and logging out). Returns an error otherwise; the caller reconnects.
 pub async fn watch(cfg: &ImapConfig, ingestor: &Ingestor, stop: &CancellationToken) -> Result<(), SourceError> {
     let mut session = tokio::select! {
         _ = stop.cancelled() => return Ok(()),

@@ -176,10 +176,11 @@ impl Ingestor {
     }
 
     /// Decides what each message of a batch is and builds the rows to store: everything of
-    /// ingesting that needs no write, so it can run while the batch before is being stored.
-    /// `sent_before` holds the Message-IDs of outbound mail decided in earlier batches that
-    /// may not be stored yet (so a reply to one is still told from plain received mail); this
-    /// batch's outbound mail is added to it.
+    /// ingesting that needs no write. Decide a batch after the batches before it are stored:
+    /// only then does the lead index hold the leads they created (which a bounce must name).
+    /// `sent_before` holds the Message-IDs of outbound mail decided in earlier batches (a reply
+    /// to one is told from plain received mail without asking the database, stored or not);
+    /// this batch's outbound mail is added to it.
     pub async fn decide(&self, batch: Vec<FetchedMail>, sent_before: &mut HashSet<String>) -> Result<Decided> {
         let now = self.store.now();
         // Outbound messages this rep sent earlier, for telling replies apart.
