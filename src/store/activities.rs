@@ -124,13 +124,11 @@ impl Tx {
             }
         }
         // The id each unique key got (inserted, or upgraded to a reply); `None`: it existed.
-        let mut new_ids: Vec<Option<i64>> = vec![None; unique.len()];
-        // SQLite links the leads as it inserts each row; PostgreSQL gets them in bulk below.
-        let mut links: Option<Vec<(i64, i64)>> = None;
-        match self {
-            Tx::Sqlite(t) => new_ids = super::sqlite_bulk::insert_activities(t, &unique, now).await?,
+        // SQLite links the leads as it inserts; PostgreSQL links them in bulk afterwards.
+        let mut new_ids = match self {
+            Tx::Sqlite(t) => super::sqlite_bulk::insert_activities(t, &unique, now).await?,
             Tx::Postgres(t) => {
-                links = Some(Vec::new());
+                let mut new_ids: Vec<Option<i64>> = vec![None; unique.len()];
                 for chunk in unique.chunks(ROWS_PER_INSERT) {
                     for (id, rep, dedup_kind, source, source_id) in insert_returning_keys(t, chunk, now).await? {
                         let key = (rep.as_str(), dedup_kind.as_str(), source.as_str(), source_id.as_str());
@@ -139,36 +137,39 @@ impl Tx {
                         }
                     }
                 }
+                let links: Vec<(i64, i64)> = unique
+                    .iter()
+                    .zip(&new_ids)
+                    .filter_map(|(a, id)| id.map(|id| a.lead_ids.iter().map(move |l| (id, *l))))
+                    .flatten()
+                    .collect();
+                for chunk in links.chunks(1000) {
+                    let mut qb = QueryBuilder::new("INSERT INTO activity_leads (activity_id, lead_id) ");
+                    qb.push_values(chunk, |mut b, (a, l)| {
+                        b.push_bind(*a).push_bind(*l);
+                    });
+                    qb.push(" ON CONFLICT DO NOTHING");
+                    qb.build()
+                        .execute(&mut **t)
+                        .await
+                        .context("linking activities to leads")?;
+                }
+                new_ids
             }
-        }
-        let mut out = Vec::with_capacity(list.len());
-        for a in list {
-            let i = position[&(
-                a.rep_id.as_str(),
-                a.dedup_kind(),
-                a.source.as_str(),
-                a.source_id.as_str(),
-            )];
-            // A key twice in one call: the first takes the id, the rest are duplicates.
-            let id = new_ids[i].take();
-            if let (Some(id), Some(links)) = (id, links.as_mut()) {
-                links.extend(unique[i].lead_ids.iter().map(|l| (id, *l)));
-            }
-            out.push(id);
-        }
-        if let (Tx::Postgres(t), Some(links)) = (self, links) {
-            for chunk in links.chunks(1000) {
-                let mut qb = QueryBuilder::new("INSERT INTO activity_leads (activity_id, lead_id) ");
-                qb.push_values(chunk, |mut b, (a, l)| {
-                    b.push_bind(*a).push_bind(*l);
-                });
-                qb.push(" ON CONFLICT DO NOTHING");
-                qb.build()
-                    .execute(&mut **t)
-                    .await
-                    .context("linking activities to leads")?;
-            }
-        }
+        };
+        // A key twice in one call: the first takes the id, the rest are duplicates.
+        let out = list
+            .iter()
+            .map(|a| {
+                let i = position[&(
+                    a.rep_id.as_str(),
+                    a.dedup_kind(),
+                    a.source.as_str(),
+                    a.source_id.as_str(),
+                )];
+                new_ids[i].take()
+            })
+            .collect();
         Ok(out)
     }
 }
