@@ -483,8 +483,8 @@ async fn pipeline(
         let mut sent_before = HashSet::new();
         while let Some((batch, last)) = parsed_rx.recv().await {
             let cursor = cursor_for(&storer, &owned_folder, validity, last, modseq);
-            let decided = storer.decide(batch, &mut sent_before).await?;
-            stats += storer.store(decided, Some(&cursor)).await?;
+            let decided = storer.decide(&batch, &mut sent_before).await?;
+            stats += storer.store(&batch, decided, Some(&cursor)).await?;
             stored_last = Some(last);
         }
         anyhow::Ok((stats, stored_last))

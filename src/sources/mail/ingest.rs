@@ -171,8 +171,8 @@ impl Ingestor {
 
     /// Processes a batch and, in the same transaction, moves `cursor` forward.
     pub async fn ingest(&self, batch: &[FetchedMail], cursor: Option<&SyncCursor>) -> Result<IngestStats> {
-        let decided = self.decide(batch.to_vec(), &mut HashSet::new()).await?;
-        self.store(decided, cursor).await
+        let decided = self.decide(batch, &mut HashSet::new()).await?;
+        self.store(batch, decided, cursor).await
     }
 
     /// Decides what each message of a batch is and builds the rows to store: everything of
@@ -181,7 +181,7 @@ impl Ingestor {
     /// `sent_before` holds the Message-IDs of outbound mail decided in earlier batches (a reply
     /// to one is told from plain received mail without asking the database, stored or not);
     /// this batch's outbound mail is added to it.
-    pub async fn decide(&self, batch: Vec<FetchedMail>, sent_before: &mut HashSet<String>) -> Result<Decided> {
+    pub async fn decide(&self, batch: &[FetchedMail], sent_before: &mut HashSet<String>) -> Result<Decided> {
         let now = self.store.now();
         // Outbound messages this rep sent earlier, for telling replies apart.
         let referenced: Vec<&str> = batch
@@ -212,7 +212,7 @@ impl Ingestor {
                 id: &self.rep_id,
                 addresses: &self.rep_addresses,
             };
-            for m in &batch {
+            for m in batch {
                 let Some(h) = &m.headers else {
                     decisions.push((format!("unreadable-{}-{}", m.folder, m.item_key), None));
                     continue;
@@ -244,7 +244,6 @@ impl Ingestor {
             bounced: Vec::new(),
             skipped: 0,
             unreadable: 0,
-            batch: Vec::new(),
         };
         for (m, (message_id, decision)) in batch.iter().zip(decisions) {
             let (decision_name, reason, when) = match (&decision, &m.headers) {
@@ -321,21 +320,31 @@ impl Ingestor {
             });
         }
         sent_before.extend(outbound);
-        decided.batch = batch;
         Ok(decided)
     }
 
-    /// Stores a decided batch and, in the same transaction, moves `cursor` forward.
-    pub async fn store(&self, decided: Decided, cursor: Option<&SyncCursor>) -> Result<IngestStats> {
+    /// Stores a batch as [`Ingestor::decide`] decided it and, in the same transaction, moves
+    /// `cursor` forward.
+    pub async fn store(
+        &self,
+        batch: &[FetchedMail],
+        decided: Decided,
+        cursor: Option<&SyncCursor>,
+    ) -> Result<IngestStats> {
         let now = self.store.now();
         let Decided {
-            batch,
             rows,
             mut activities,
             bounced,
             skipped,
             unreadable,
         } = decided;
+        anyhow::ensure!(
+            rows.len() == batch.len(),
+            "a batch of {} messages stored with the decisions of {}",
+            batch.len(),
+            rows.len()
+        );
         let mut stats = IngestStats {
             seen: batch.len(),
             skipped,
@@ -394,8 +403,7 @@ impl Ingestor {
 
 /// A batch whose messages are decided, with the rows to store built (see [`Ingestor::decide`]).
 pub struct Decided {
-    batch: Vec<FetchedMail>,
-    /// One per message of `batch`, in the same order.
+    /// One per message of the batch, in the same order.
     rows: Vec<DecidedRow>,
     /// The activities to record, each with the leads it names (given ids when stored: some
     /// are new leads, created in the batch's transaction).
