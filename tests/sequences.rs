@@ -343,10 +343,18 @@ impl ClockNow for TestDb {
     }
 }
 
-/// Writes a message into alice's Maildir INBOX and runs mail capture over it.
+/// Writes a message into alice's Maildir INBOX, delivered now by the test's clock, and runs
+/// mail capture over it.
 async fn capture(w: &World, db: &TestDb, name: &str, message: Vec<u8>) {
     let path = w.dir.path().join("maildir/new").join(name);
-    std::fs::write(path, message).unwrap();
+    std::fs::write(&path, message).unwrap();
+    // A Maildir message was received when its file was written: without this, the machine's
+    // real date, and a Date header more than 30 days before it is not believed.
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .and_then(|f| f.set_modified(db.clock_now().into()))
+        .unwrap();
     let (tasks, _) = rapport::daemon::mailbox_tasks(&w.config, &db.store).await.unwrap();
     for t in &tasks {
         t.sync_once().await.unwrap();

@@ -411,7 +411,7 @@ async fn synchronous_commit(tx: &mut Tx) -> Option<String> {
                 .await
                 .unwrap(),
         ),
-        Tx::Sqlite(_) => None,
+        Tx::Sqlite(..) => None,
     }
 }
 

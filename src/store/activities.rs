@@ -126,7 +126,7 @@ impl Tx {
         // The id each unique key got (inserted, or upgraded to a reply); `None`: it existed.
         // SQLite links the leads as it inserts; PostgreSQL links them in bulk afterwards.
         let mut new_ids = match self {
-            Tx::Sqlite(t) => super::sqlite_bulk::insert_activities(t, &unique, now).await?,
+            Tx::Sqlite(t, _) => super::sqlite_bulk::insert_activities(t, &unique, now).await?,
             Tx::Postgres(t) => {
                 let mut new_ids: Vec<Option<i64>> = vec![None; unique.len()];
                 for chunk in unique.chunks(ROWS_PER_INSERT) {

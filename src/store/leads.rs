@@ -298,7 +298,7 @@ async fn upsert_batch(
 
     // 2. Which of these leads exist already.
     let existing: HashSet<String> = match tx {
-        Tx::Sqlite(t) => {
+        Tx::Sqlite(t, _) => {
             let mut qb = QueryBuilder::new("SELECT email_key FROM leads WHERE email_key IN (");
             let mut sep = qb.separated(", ");
             for l in leads {
@@ -326,7 +326,7 @@ async fn upsert_batch(
     if !new.is_empty() {
         let rows = Columns::new(&new, company_ids);
         inserted = match tx {
-            Tx::Sqlite(t) => {
+            Tx::Sqlite(t, _) => {
                 let mut qb = QueryBuilder::new(INSERT_HEAD);
                 qb.push_bind(now).push(", ").push_bind(now).push(" FROM ");
                 rows.push_values(&mut qb);
@@ -381,7 +381,7 @@ async fn upsert_batch(
             let tail = format!(" WHERE leads.email_key = v.column1 AND ({})", changed.join(" OR "));
             let rows = Columns::new(&old, company_ids);
             updated = match tx {
-                Tx::Sqlite(t) => {
+                Tx::Sqlite(t, _) => {
                     let mut qb = QueryBuilder::new(head);
                     qb.push_bind(now).push(" FROM ");
                     rows.push_values(&mut qb);

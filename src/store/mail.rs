@@ -152,7 +152,7 @@ impl Tx {
         now: DateTime<Utc>,
     ) -> Result<()> {
         let conn = match self {
-            Tx::Sqlite(t) => return super::sqlite_bulk::insert_seen(t, mailbox_id, rep_id, rows, now).await,
+            Tx::Sqlite(t, _) => return super::sqlite_bulk::insert_seen(t, mailbox_id, rep_id, rows, now).await,
             Tx::Postgres(t) => &mut **t,
         };
         for chunk in rows.chunks(ROWS_PER_INSERT) {

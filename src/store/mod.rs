@@ -7,6 +7,7 @@
 //! code branches on [`Backend`] for that fragment only.
 
 mod activities;
+mod checkpoint;
 mod cursors;
 mod health;
 mod leads;
@@ -36,6 +37,7 @@ pub use sequences::{EnrollOutcome, Enrollment, LeadEvent, NewOutbox, OutboxRow, 
 
 use crate::clock::SharedClock;
 use crate::config::{Config, redact_url};
+use checkpoint::Checkpoints;
 
 /// Rows per multi-row INSERT in PostgreSQL's bulk writes: one statement per ingested batch of
 /// mail (`sources::mail::imap::BATCH`), within its limit on bound parameters (65,535) at 11
@@ -51,7 +53,8 @@ pub enum Backend {
 
 #[derive(Clone)]
 pub(crate) enum Pool {
-    Sqlite(SqlitePool),
+    /// With the task that checkpoints its write-ahead log (see [`checkpoint`]).
+    Sqlite(SqlitePool, Checkpoints),
     Postgres(PgPool),
 }
 
@@ -64,7 +67,7 @@ pub struct Store {
 
 /// An open transaction on either backend.
 pub enum Tx {
-    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>, Checkpoints),
     Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
 }
 
@@ -72,7 +75,7 @@ pub enum Tx {
 macro_rules! with_pool {
     ($store:expr, |$pool:ident| $body:expr) => {
         match &$store.pool {
-            $crate::store::Pool::Sqlite($pool) => $body,
+            $crate::store::Pool::Sqlite($pool, _) => $body,
             $crate::store::Pool::Postgres($pool) => $body,
         }
     };
@@ -82,7 +85,7 @@ macro_rules! with_pool {
 macro_rules! with_tx {
     ($tx:expr, |$conn:ident| $body:expr) => {
         match $tx {
-            $crate::store::Tx::Sqlite(t) => {
+            $crate::store::Tx::Sqlite(t, _) => {
                 let $conn = &mut **t;
                 $body
             }
@@ -110,17 +113,34 @@ impl Store {
                 // SQLite runs on a thread of its own that hands rows over through a bounded
                 // channel (50 by default): a query returning more rows than that stalls until
                 // the async side takes them, which may be busy with other work.
-                .row_buffer_size(2 * ROWS_PER_INSERT);
+                .row_buffer_size(2 * ROWS_PER_INSERT)
+                // Checkpoints run on a connection of their own, not inside commits.
+                .pragma("wal_autocheckpoint", "0")
+                // A page cache of 16 MiB per connection (SQLite's default is 2 MiB), allocated as
+                // used. A batch of mail with real (random) Message-IDs changes pages all over the
+                // indexes on them: past the cache, SQLite writes changed pages to the log in the
+                // middle of a statement, and again when they change again (3% of the samples of
+                // a profiled backfill; BENCHMARKS.md).
+                .pragma("cache_size", "-16384")
+                // Temporary files in memory. Every multi-row statement inside a transaction keeps
+                // the original of each page it changes (to undo just that statement), in memory
+                // up to 64 KiB and then in a temporary file; with random Message-IDs a 100-row
+                // statement changes a hundred pages or more, and writing them out took 7% of the
+                // samples of a profiled backfill (BENCHMARKS.md).
+                .pragma("temp_store", "memory");
             let pool = SqlitePoolOptions::new()
                 .max_connections(max_connections.max(1))
                 // An embedded database has no connection to lose: checking one before each
                 // use only costs a round trip to its thread, which a busy machine may not
                 // schedule for a millisecond or more (measured in every mail batch's BEGIN).
                 .test_before_acquire(false)
-                .connect_with(opts)
+                .connect_with(opts.clone())
                 .await
                 .with_context(|| format!("opening SQLite database {url}"))?;
-            Pool::Sqlite(pool)
+            let checkpoints = Checkpoints::start(&opts)
+                .await
+                .with_context(|| format!("opening SQLite database {url}"))?;
+            Pool::Sqlite(pool, checkpoints)
         } else {
             let pool = PgPoolOptions::new()
                 .max_connections(max_connections.max(1))
@@ -140,7 +160,7 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         match self.pool {
-            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Sqlite(..) => Backend::Sqlite,
             Pool::Postgres(_) => Backend::Postgres,
         }
     }
@@ -152,7 +172,7 @@ impl Store {
     /// Applies the embedded migrations of this backend that are not applied yet.
     pub async fn migrate(&self) -> Result<()> {
         match &self.pool {
-            Pool::Sqlite(p) => sqlx::migrate!("./migrations/sqlite").run(p).await,
+            Pool::Sqlite(p, _) => sqlx::migrate!("./migrations/sqlite").run(p).await,
             Pool::Postgres(p) => sqlx::migrate!("./migrations/postgres").run(p).await,
         }
         .context("applying database migrations")
@@ -164,10 +184,11 @@ impl Store {
             // Every transaction here writes: take SQLite's write lock at BEGIN (waiting up to the
             // busy timeout) rather than failing when a deferred read must upgrade to a write
             // after another connection committed.
-            Pool::Sqlite(p) => Tx::Sqlite(
+            Pool::Sqlite(p, checkpoints) => Tx::Sqlite(
                 p.begin_with("BEGIN IMMEDIATE")
                     .await
                     .context("starting a transaction")?,
+                checkpoints.clone(),
             ),
             Pool::Postgres(p) => Tx::Postgres(p.begin().await.context("starting a transaction")?),
         })
@@ -233,24 +254,31 @@ impl Store {
         tx.commit().await
     }
 
-    /// Closes the pool, waiting for connections to be returned.
+    /// Closes the pool, waiting for connections to be returned (on SQLite, then the checkpoint
+    /// connection: the last to close copies the log into the database file and removes it).
     pub async fn close(&self) {
-        with_pool!(self, |pool| pool.close().await)
+        with_pool!(self, |pool| pool.close().await);
+        if let Pool::Sqlite(_, checkpoints) = &self.pool {
+            checkpoints.close().await;
+        }
     }
 }
 
 impl Tx {
     pub async fn commit(self) -> Result<()> {
         match self {
-            Tx::Sqlite(t) => t.commit().await,
-            Tx::Postgres(t) => t.commit().await,
+            Tx::Sqlite(t, checkpoints) => {
+                t.commit().await.context("committing a transaction")?;
+                checkpoints.committed();
+                Ok(())
+            }
+            Tx::Postgres(t) => t.commit().await.context("committing a transaction"),
         }
-        .context("committing a transaction")
     }
 
     pub fn backend(&self) -> Backend {
         match self {
-            Tx::Sqlite(_) => Backend::Sqlite,
+            Tx::Sqlite(..) => Backend::Sqlite,
             Tx::Postgres(_) => Backend::Postgres,
         }
     }

@@ -10,7 +10,7 @@ impl Store {
     pub async fn pending_migrations(&self) -> Result<usize> {
         const APPLIED: &str = "SELECT version FROM _sqlx_migrations WHERE success";
         let (embedded, applied): (Vec<i64>, Result<Vec<i64>, sqlx::Error>) = match &self.pool {
-            Pool::Sqlite(p) => (
+            Pool::Sqlite(p, _) => (
                 sqlx::migrate!("./migrations/sqlite")
                     .iter()
                     .map(|m| m.version)
@@ -37,7 +37,7 @@ impl Store {
                 .fetch_one(p)
                 .await
                 .context("reading the server's time"),
-            Pool::Sqlite(_) => Ok(self.now()),
+            Pool::Sqlite(..) => Ok(self.now()),
         }
     }
 }
