@@ -101,6 +101,7 @@ store_tests!(
     idle_pushes_new_mail,
     malformed_messages_never_stall_the_folder,
     dropped_connection_recovers_without_duplicates,
+    a_bounce_names_a_lead_created_earlier_in_the_same_backfill,
 );
 
 async fn backfill_then_restart_fetches_nothing_again(db: TestDb) {
@@ -293,6 +294,61 @@ async fn dropped_connection_recovers_without_duplicates(db: TestDb) {
     }
     assert_eq!(count(&e, "email_received").await, n as i64);
     assert_eq!(t.sync_once().await.unwrap().seen, 0);
+}
+
+/// A backfill stores the batches that are already waiting in one transaction, but a batch that
+/// created leads is committed before the next is decided: a bounce in the third batch must
+/// find the lead the first message created (a new address at a known company), and mark it.
+async fn a_bounce_names_a_lead_created_earlier_in_the_same_backfill(db: TestDb) {
+    let e = env(db, "bob-pw").await;
+    let n = 2500;
+    let bounce: &[u8] = b"Message-ID: <dsn1@mx.example>\r\nFrom: Mail Delivery System <MAILER-DAEMON@mx.example>\r\nTo: alice@example.com\r\n\
+         Subject: Undelivered Mail Returned to Sender\r\nDate: Mon, 23 Nov 2026 11:00:00 +0000\r\nAuto-Submitted: auto-replied\r\n\
+         MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"b1\"\r\n\r\n\
+         --b1\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n\
+         --b1\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example\r\n\r\n\
+         Final-Recipient: rfc822; new@acme.example\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n--b1--\r\n";
+    let messages = (0..n).map(|i| match i {
+        0 => message(
+            "first@example.com",
+            "alice@example.com",
+            "new@acme.example",
+            "Hello",
+            "",
+        ),
+        i if i == n - 1 => bounce.to_vec(),
+        i => message(
+            &format!("bulk{i}@acme.example"),
+            "sara@acme.example",
+            "alice@example.com",
+            "hi",
+            "",
+        ),
+    });
+    assert_eq!(e.dovecot.write_maildir_messages("alice", None, messages), n);
+    let stats = tasks(&e).await[0].sync_once().await.unwrap();
+    assert_eq!(stats.seen, n);
+    assert_eq!(count(&e, "email_sent").await, 1);
+    assert_eq!(count(&e, "email_received").await, n as i64 - 2);
+    assert_eq!(
+        count(&e, "bounce").await,
+        1,
+        "the bounce names a lead the backfill created"
+    );
+    let lead = e.db.store.lead_by_email("new@acme.example").await.unwrap();
+    assert!(
+        lead.expect("a lead created by domain").bounced_at.is_some(),
+        "the bounce marked the new lead"
+    );
+    assert_eq!(
+        e.db.store
+            .cursor("alice-imap", "INBOX")
+            .await
+            .unwrap()
+            .unwrap()
+            .last_uid,
+        Some(n as i64)
+    );
 }
 
 /// Polls `cond` until it holds; fails after a minute (generous: this checks behaviour, not speed).

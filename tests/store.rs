@@ -348,10 +348,12 @@ async fn a_reply_decided_before_its_original_is_stored(db: TestDb) {
     );
     let mut sent_before = std::collections::HashSet::new();
     let (first_batch, second_batch) = ([offer], [answer]);
-    let first = ingestor.decide(&first_batch, &mut sent_before).await.unwrap();
-    let second = ingestor.decide(&second_batch, &mut sent_before).await.unwrap();
-    ingestor.store(&first_batch, first, None).await.unwrap();
-    ingestor.store(&second_batch, second, None).await.unwrap();
+    let mut tx = ingestor.begin().await.unwrap();
+    let first = ingestor.decide(&mut tx, &first_batch, &mut sent_before).await.unwrap();
+    let second = ingestor.decide(&mut tx, &second_batch, &mut sent_before).await.unwrap();
+    ingestor.store(&mut tx, &first_batch, first, None).await.unwrap();
+    ingestor.store(&mut tx, &second_batch, second, None).await.unwrap();
+    ingestor.commit(tx).await.unwrap();
     assert_eq!(common::count_kind(s, "email_sent").await, 1);
     assert_eq!(common::count_kind(s, "reply_received").await, 1);
     assert_eq!(common::count_kind(s, "email_received").await, 0);

@@ -68,32 +68,6 @@ impl Store {
         Ok(keys.into_iter().collect())
     }
 
-    /// Which of `ids` are Message-IDs of outbound mail this rep sent (by hand or by sequence).
-    pub async fn outbound_message_ids(&self, rep_id: &str, ids: &[&str]) -> Result<HashSet<String>> {
-        let mut found = HashSet::new();
-        for chunk in ids.chunks(500) {
-            let rows: Vec<String> = with_pool!(self, |pool| {
-                let mut qb = QueryBuilder::new(
-                    // Every column of the natural key's index (rep_id, dedup_kind, source, source_id) is
-                    // constrained, so the lookup does not scan the rep's whole history. Mail sent by
-                    // hand has dedup_kind 'message', mail sent by a sequence 'email_sent'.
-                    "SELECT source_id FROM activities WHERE direction = 'outbound'
-                     AND dedup_kind IN ('message', 'email_sent') AND source IN ('mail', 'sequence') AND rep_id = ",
-                );
-                qb.push_bind(rep_id).push(" AND source_id IN (");
-                let mut sep = qb.separated(", ");
-                for id in chunk {
-                    sep.push_bind(*id);
-                }
-                qb.push(")");
-                qb.build_query_scalar::<String>().fetch_all(pool).await
-            })
-            .context("looking up outbound messages")?;
-            found.extend(rows);
-        }
-        Ok(found)
-    }
-
     /// Every message seen in a mailbox, by folder and key.
     pub async fn seen_in_mailbox(&self, mailbox_id: &str) -> Result<Vec<SeenMail>> {
         with_pool!(self, |pool| {
@@ -142,6 +116,34 @@ impl Store {
 }
 
 impl Tx {
+    /// Which of `ids` are Message-IDs of outbound mail this rep sent (by hand or by sequence),
+    /// as this transaction sees them (a batch of mail is decided inside the transaction that
+    /// stores it, and maybe the batches before it).
+    pub async fn outbound_message_ids(&mut self, rep_id: &str, ids: &[&str]) -> Result<HashSet<String>> {
+        let mut found = HashSet::new();
+        for chunk in ids.chunks(500) {
+            let rows: Vec<String> = with_tx!(self, |conn| {
+                let mut qb = QueryBuilder::new(
+                    // Every column of the natural key's index (rep_id, dedup_kind, source, source_id) is
+                    // constrained, so the lookup does not scan the rep's whole history. Mail sent by
+                    // hand has dedup_kind 'message', mail sent by a sequence 'email_sent'.
+                    "SELECT source_id FROM activities WHERE direction = 'outbound'
+                     AND dedup_kind IN ('message', 'email_sent') AND source IN ('mail', 'sequence') AND rep_id = ",
+                );
+                qb.push_bind(rep_id).push(" AND source_id IN (");
+                let mut sep = qb.separated(", ");
+                for id in chunk {
+                    sep.push_bind(*id);
+                }
+                qb.push(")");
+                qb.build_query_scalar::<String>().fetch_all(&mut *conn).await
+            })
+            .context("looking up outbound messages")?;
+            found.extend(rows);
+        }
+        Ok(found)
+    }
+
     /// Records that these messages of `mailbox_id` (owned by `rep_id`) were looked at (rows
     /// already present are left alone, unless the message counts now where it was skipped).
     pub async fn insert_seen<H: serde::Serialize + Sync>(

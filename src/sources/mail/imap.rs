@@ -30,8 +30,15 @@ use crate::oauth::{OAuthError, TokenSource};
 use crate::sources::SourceError;
 use crate::store::SyncCursor;
 
-/// Messages per FETCH and per transaction.
+/// Messages per FETCH, and per transaction unless more are waiting (see [`MESSAGES_PER_TX`]).
 pub const BATCH: usize = 1000;
+
+/// At most this many messages per transaction during a backfill: a batch that is already
+/// waiting when the one before it is stored goes into the same transaction. Each commit writes
+/// every page it changed to the log (and a checkpoint copies it again); with real, random
+/// Message-IDs a batch changes pages all over two indexes, so fewer commits write far less.
+/// Mail arriving one message at a time finds nothing waiting and commits at once.
+const MESSAGES_PER_TX: usize = 10 * BATCH;
 /// Longest wait for any single network step.
 const IO_TIMEOUT: Duration = Duration::from_secs(120);
 /// IDLE must be re-issued before the 29-minute limit of RFC 2177.
@@ -444,7 +451,9 @@ enum Ended {
 /// slow store soon holds the reading back). One task decides and stores, batch after batch in
 /// order, each with its cursor, so the cursor only ever moves past stored messages, and each
 /// batch is matched against the leads the batches before it created (a bounce names only
-/// leads that exist).
+/// leads that exist). When the next batch is already waiting as one is stored, it goes into
+/// the same transaction (up to [`MESSAGES_PER_TX`] messages), unless the stored batches
+/// created leads: those must be committed, and in the index, before the next batch is decided.
 ///
 /// When `stop` fires, no further batch is read and the ones already read are stored. A failed
 /// read also stores what was read before it, then returns the error; a failed store stops
@@ -481,11 +490,25 @@ async fn pipeline(
         let mut stats = IngestStats::default();
         let mut stored_last = None;
         let mut sent_before = HashSet::new();
-        while let Some((batch, last)) = parsed_rx.recv().await {
-            let cursor = cursor_for(&storer, &owned_folder, validity, last, modseq);
-            let decided = storer.decide(&batch, &mut sent_before).await?;
-            stats += storer.store(&batch, decided, Some(&cursor)).await?;
-            stored_last = Some(last);
+        while let Some(mut next) = parsed_rx.recv().await {
+            let mut tx = storer.begin().await?;
+            let mut last_in_tx;
+            loop {
+                let (batch, last) = next;
+                let cursor = cursor_for(&storer, &owned_folder, validity, last, modseq);
+                let decided = storer.decide(&mut tx, &batch, &mut sent_before).await?;
+                stats += storer.store(&mut tx, &batch, decided, Some(&cursor)).await?;
+                last_in_tx = last;
+                if tx.created_leads() || tx.messages() >= MESSAGES_PER_TX {
+                    break;
+                }
+                match parsed_rx.try_recv() {
+                    Ok(waiting) => next = waiting,
+                    Err(_) => break,
+                }
+            }
+            storer.commit(tx).await?;
+            stored_last = Some(last_in_tx);
         }
         anyhow::Ok((stats, stored_last))
     }));

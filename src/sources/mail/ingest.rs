@@ -171,17 +171,42 @@ impl Ingestor {
 
     /// Processes a batch and, in the same transaction, moves `cursor` forward.
     pub async fn ingest(&self, batch: &[FetchedMail], cursor: Option<&SyncCursor>) -> Result<IngestStats> {
-        let decided = self.decide(batch, &mut HashSet::new()).await?;
-        self.store(batch, decided, cursor).await
+        let mut tx = self.begin().await?;
+        let decided = self.decide(&mut tx, batch, &mut HashSet::new()).await?;
+        let stats = self.store(&mut tx, batch, decided, cursor).await?;
+        self.commit(tx).await?;
+        Ok(stats)
+    }
+
+    /// Starts a transaction for one or more batches (each decided, then stored, in it).
+    pub async fn begin(&self) -> Result<IngestTx> {
+        Ok(IngestTx {
+            tx: self.store.begin_replayable().await?,
+            new_leads: NewLeads::default(),
+            messages: 0,
+        })
+    }
+
+    /// Commits the batches stored in `tx`; the leads they created then join the index.
+    pub async fn commit(&self, tx: IngestTx) -> Result<()> {
+        tx.tx.commit().await?;
+        tx.new_leads.publish(&self.rules).await;
+        Ok(())
     }
 
     /// Decides what each message of a batch is and builds the rows to store: everything of
-    /// ingesting that needs no write. Decide a batch after the batches before it are stored:
-    /// only then does the lead index hold the leads they created (which a bounce must name).
-    /// `sent_before` holds the Message-IDs of outbound mail decided in earlier batches (a reply
-    /// to one is told from plain received mail without asking the database, stored or not);
-    /// this batch's outbound mail is added to it.
-    pub async fn decide(&self, batch: &[FetchedMail], sent_before: &mut HashSet<String>) -> Result<Decided> {
+    /// ingesting that needs no write. Decide a batch after the batches before it are stored
+    /// and the leads they created committed ([`IngestTx::created_leads`]): only then does the
+    /// lead index hold them (a bounce must name one). `sent_before` holds the Message-IDs of
+    /// outbound mail decided in earlier batches (a reply to one is told from plain received
+    /// mail without asking the database, stored or not); this batch's outbound mail is added
+    /// to it.
+    pub async fn decide(
+        &self,
+        tx: &mut IngestTx,
+        batch: &[FetchedMail],
+        sent_before: &mut HashSet<String>,
+    ) -> Result<Decided> {
         let now = self.store.now();
         // Outbound messages this rep sent earlier, for telling replies apart.
         let referenced: Vec<&str> = batch
@@ -196,7 +221,7 @@ impl Ingestor {
         let mut outbound = if referenced.is_empty() {
             HashSet::new()
         } else {
-            self.store.outbound_message_ids(&self.rep_id, &referenced).await?
+            tx.tx.outbound_message_ids(&self.rep_id, &referenced).await?
         };
 
         let mut decisions: Vec<(String, Option<MailDecision>)> = Vec::with_capacity(batch.len());
@@ -323,10 +348,11 @@ impl Ingestor {
         Ok(decided)
     }
 
-    /// Stores a batch as [`Ingestor::decide`] decided it and, in the same transaction, moves
-    /// `cursor` forward.
+    /// Stores a batch as [`Ingestor::decide`] decided it in `tx` and, in the same transaction,
+    /// moves `cursor` forward.
     pub async fn store(
         &self,
+        tx: &mut IngestTx,
         batch: &[FetchedMail],
         decided: Decided,
         cursor: Option<&SyncCursor>,
@@ -351,13 +377,13 @@ impl Ingestor {
             unreadable,
             ..Default::default()
         };
-        let mut new_leads = NewLeads::default();
-        let mut tx = self.store.begin_replayable().await?;
+        tx.messages += batch.len();
+        let IngestTx { tx, new_leads, .. } = tx;
         for (activity, leads) in &mut activities {
             for l in leads.iter() {
                 activity
                     .lead_ids
-                    .push(new_leads.id_for(&mut tx, &self.rules, l, &self.rep_id, now).await?);
+                    .push(new_leads.id_for(tx, &self.rules, l, &self.rep_id, now).await?);
             }
         }
         if !bounced.is_empty() {
@@ -395,9 +421,29 @@ impl Ingestor {
         if let Some(c) = cursor {
             tx.put_cursor(c, now).await?;
         }
-        tx.commit().await?;
-        new_leads.publish(&self.rules).await;
         Ok(stats)
+    }
+}
+
+/// A transaction that ingests batches of one mailbox ([`Ingestor::begin`]): one batch when
+/// mail trickles in, several in a row during a backfill (every commit writes each changed
+/// page of the indexes once more; see `imap::pipeline`).
+pub struct IngestTx {
+    tx: Tx,
+    new_leads: NewLeads,
+    messages: usize,
+}
+
+impl IngestTx {
+    /// Messages stored in this transaction so far.
+    pub fn messages(&self) -> usize {
+        self.messages
+    }
+
+    /// Whether the batches stored created leads: until they are committed, the index that
+    /// deciding matches against does not hold them.
+    pub fn created_leads(&self) -> bool {
+        !self.new_leads.created.is_empty()
     }
 }
 

@@ -8,4 +8,4 @@ pub mod maildir;
 pub mod verify;
 
 pub use headers::MailHeaders;
-pub use ingest::{FetchedMail, IngestStats, Ingestor, MatchRules, NewLeads};
+pub use ingest::{FetchedMail, IngestStats, IngestTx, Ingestor, MatchRules, NewLeads};
