@@ -51,12 +51,35 @@ fn timestamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::AutoSi, false)
 }
 
-/// `VALUES (?, …), …`: `rows` rows of `columns` parameters each. A multi-row INSERT costs
+/// `VALUES (…), …`: `rows` rows of the columns `columns` describes, `S` for a value shared by
+/// every row and `?` for a value of the row's own. The shared values are parameters 1, 2, …
+/// in the order of their columns (bound once per statement, not once per row: every bound text
+/// is a copy SQLite allocates); the rows' own follow, row after row. A multi-row INSERT costs
 /// SQLite less per row than one statement per row (measured: 13 ms against 8.5 ms for the
 /// activities of a batch of 1,000 messages): one statement journal, one halt, pages met once.
-fn values(rows: usize, columns: usize) -> String {
-    let row = format!("({})", vec!["?"; columns].join(", "));
-    format!(" VALUES {}", vec![row; rows].join(", "))
+fn values(rows: usize, columns: &str) -> String {
+    let shared = columns.matches('S').count();
+    let mut next = shared;
+    let mut sql = String::from(" VALUES ");
+    for r in 0..rows {
+        sql.push_str(if r == 0 { "(" } else { ", (" });
+        let mut shared_seen = 0;
+        for (c, kind) in columns.chars().enumerate() {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            let n = if kind == 'S' {
+                shared_seen += 1;
+                shared_seen
+            } else {
+                next += 1;
+                next
+            };
+            sql.push_str(&format!("?{n}"));
+        }
+        sql.push(')');
+    }
+    sql
 }
 
 /// Rows per multi-row statement. Parsing a statement of a thousand rows took a fifth of the time
@@ -89,7 +112,7 @@ fn in_chunks<T>(
     Ok(())
 }
 
-/// Binds the parameters of one statement in order.
+/// Binds the parameters of one statement in order: the shared ones, then row after row.
 struct Binder<'s, 'c> {
     stmt: &'s mut rusqlite::Statement<'c>,
     next: usize,
@@ -122,11 +145,12 @@ pub(super) async fn insert_activities(
                  ON CONFLICT (rep_id, dedup_kind, source, source_id) DO UPDATE SET kind = excluded.kind
                  WHERE activities.kind = 'email_received' AND excluded.kind = 'reply_received'
                  RETURNING id, rep_id, dedup_kind, source, source_id",
-                values(rows, 11)
+                values(rows, "?????????S?")
             )
         };
         in_chunks(db, list, sql, |stmt, chunk, offset| {
             let mut b = Binder { stmt, next: 0 };
+            b.bind(now.as_str())?;
             for a in chunk {
                 b.bind(&a.rep_id)?
                     .bind(a.kind.as_str())?
@@ -137,7 +161,6 @@ pub(super) async fn insert_activities(
                     .bind(&a.subject)?
                     .bind(a.direction.as_str())?
                     .bind(a.details.to_string())?
-                    .bind(now.as_str())?
                     .bind(a.dedup_kind())?;
             }
             // RETURNING rows come in no promised order: find each by its natural key.
@@ -175,7 +198,7 @@ pub(super) async fn insert_activities(
         let sql = |rows| {
             format!(
                 "INSERT INTO activity_leads (activity_id, lead_id) {} ON CONFLICT DO NOTHING",
-                values(rows, 2)
+                values(rows, "??")
             )
         };
         in_chunks(db, &links, sql, |stmt, chunk, _| {
@@ -208,11 +231,12 @@ pub(super) async fn insert_seen<H: serde::Serialize>(
                     occurred_at, seen_at, headers) {}
                  ON CONFLICT (mailbox_id, folder, item_key) DO UPDATE SET decision = excluded.decision,
                     reason = excluded.reason WHERE mail_seen.decision = 'skipped'",
-                values(rows, 10)
+                values(rows, "S???S???S?")
             )
         };
         in_chunks(db, rows, sql, |stmt, chunk, _| {
             let mut b = Binder { stmt, next: 0 };
+            b.bind(mailbox_id)?.bind(rep_id)?.bind(now.as_str())?;
             for r in chunk {
                 let headers = match &r.headers {
                     Some(h) => {
@@ -224,15 +248,12 @@ pub(super) async fn insert_seen<H: serde::Serialize>(
                     }
                     None => None,
                 };
-                b.bind(mailbox_id)?
-                    .bind(r.folder)?
+                b.bind(r.folder)?
                     .bind(r.item_key)?
                     .bind(r.message_id)?
-                    .bind(rep_id)?
                     .bind(r.decision)?
                     .bind(r.reason)?
                     .bind(r.occurred_at.map(timestamp))?
-                    .bind(now.as_str())?
                     .bind(headers)?;
             }
             stmt.raw_execute().map(|_| ())
@@ -241,4 +262,15 @@ pub(super) async fn insert_seen<H: serde::Serialize>(
     })
     .await
     .context("recording seen messages")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::values;
+
+    #[test]
+    fn shared_values_are_numbered_first_and_reused_by_every_row() {
+        assert_eq!(values(2, "S??S"), " VALUES (?1, ?3, ?4, ?2), (?1, ?5, ?6, ?2)");
+        assert_eq!(values(2, "??"), " VALUES (?1, ?2), (?3, ?4)");
+    }
 }

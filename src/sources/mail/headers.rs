@@ -126,11 +126,31 @@ impl MailHeaders {
 }
 
 fn from_message(msg: &Message<'_>) -> MailHeaders {
-    let text = |name: &str| -> Option<String> {
-        msg.header_raw(header_name(name))
-            .map(|v| v.trim().to_ascii_lowercase())
-            .filter(|v| !v.is_empty())
-    };
+    // Fields read raw (most of them mail-parser knows only by name), in one pass over the
+    // header; the last occurrence wins, as with `Message::header_raw`.
+    let mut other = OtherFields::default();
+    for h in msg.headers() {
+        let name = match &h.name {
+            HeaderName::AutoSubmitted => "Auto-Submitted",
+            HeaderName::Other(name) => name.as_ref(),
+            _ => continue,
+        };
+        let slot = match name {
+            n if n.eq_ignore_ascii_case("Auto-Submitted") => &mut other.auto_submitted,
+            n if n.eq_ignore_ascii_case("Precedence") => &mut other.precedence,
+            n if n.eq_ignore_ascii_case("X-Autoreply") => &mut other.x_autoreply,
+            n if n.eq_ignore_ascii_case("X-Autorespond") => &mut other.x_autorespond,
+            n if n.eq_ignore_ascii_case("X-Auto-Response-Suppress") => &mut other.x_auto_response_suppress,
+            n if n.eq_ignore_ascii_case("X-Failed-Recipients") => &mut other.x_failed_recipients,
+            _ => continue,
+        };
+        *slot = msg
+            .raw_message()
+            .get(h.offset_start as usize..h.offset_end as usize)
+            .and_then(|v| std::str::from_utf8(v).ok());
+    }
+    let text =
+        |v: Option<&str>| -> Option<String> { v.map(|v| v.trim().to_ascii_lowercase()).filter(|v| !v.is_empty()) };
     let content_type = msg
         .header(HeaderName::ContentType)
         .and_then(HeaderValue::as_content_type);
@@ -141,8 +161,8 @@ fn from_message(msg: &Message<'_>) -> MailHeaders {
                 .attribute("report-type")
                 .is_some_and(|r| r.eq_ignore_ascii_case("delivery-status"))
     });
-    let failed_recipients = msg
-        .header_raw(header_name("X-Failed-Recipients"))
+    let failed_recipients = other
+        .x_failed_recipients
         .map(|v| v.split(',').filter_map(|a| address::normalize(a).ok()).collect())
         .unwrap_or_default();
     MailHeaders {
@@ -158,13 +178,13 @@ fn from_message(msg: &Message<'_>) -> MailHeaders {
         subject: msg.subject().map(|s| s.trim().to_owned()),
         in_reply_to: ids(msg.in_reply_to()),
         references: ids(msg.references()),
-        auto_submitted: text("Auto-Submitted"),
-        precedence: text("Precedence"),
+        auto_submitted: text(other.auto_submitted),
+        precedence: text(other.precedence),
         has_list_id: !msg.list_id().is_empty(),
         has_list_unsubscribe: !msg.list_unsubscribe().is_empty(),
-        vendor_auto_reply: text("X-Autoreply").is_some_and(|v| v != "no")
-            || text("X-Autorespond").is_some()
-            || text("X-Auto-Response-Suppress").is_some_and(|v| v.contains("oof") || v == "all"),
+        vendor_auto_reply: text(other.x_autoreply).is_some_and(|v| v != "no")
+            || text(other.x_autorespond).is_some()
+            || text(other.x_auto_response_suppress).is_some_and(|v| v.contains("oof") || v == "all"),
         is_delivery_report,
         failed_recipients,
         draft: false,
@@ -184,9 +204,15 @@ fn attachment_names(msg: &Message<'_>) -> Vec<String> {
     names
 }
 
-/// mail-parser keys well-known headers by variant, the rest by name.
-fn header_name(name: &str) -> HeaderName<'_> {
-    HeaderName::parse(name).unwrap_or(HeaderName::Other(name.into()))
+/// Raw values of the header fields read as text.
+#[derive(Default)]
+struct OtherFields<'a> {
+    auto_submitted: Option<&'a str>,
+    precedence: Option<&'a str>,
+    x_autoreply: Option<&'a str>,
+    x_autorespond: Option<&'a str>,
+    x_auto_response_suppress: Option<&'a str>,
+    x_failed_recipients: Option<&'a str>,
 }
 
 fn addresses(a: Option<&Address<'_>>) -> Vec<String> {
@@ -220,13 +246,13 @@ fn ids(v: &HeaderValue<'_>) -> Vec<String> {
 /// one of them; it never says no to a bounce.
 pub fn may_be_bounce(raw: &[u8]) -> bool {
     const MARKS: [&[u8]; 3] = [b"multipart/report", b"mailer-daemon", b"postmaster"];
-    (0..raw.len()).any(|i| {
-        // Every mark starts with `m` or `p`: compare only there.
-        matches!(raw[i] | 0x20, b'm' | b'p')
-            && MARKS
-                .iter()
-                .any(|m| raw.get(i..i + m.len()).is_some_and(|w| w.eq_ignore_ascii_case(m)))
-    })
+    let at = |i: usize| {
+        MARKS
+            .iter()
+            .any(|m| raw.get(i..i + m.len()).is_some_and(|w| w.eq_ignore_ascii_case(m)))
+    };
+    // Every mark starts with `m` or `p`: compare only there (found a vector at a time).
+    memchr::memchr2_iter(b'm', b'M', raw).any(at) || memchr::memchr2_iter(b'p', b'P', raw).any(at)
 }
 
 fn looks_like_bounce_sender(h: &MailHeaders) -> bool {
@@ -343,6 +369,34 @@ mod tests {
         assert_eq!(h.references, ["m0@example.com", "m1@example.com"]);
         assert_eq!(h.thread_key("abc@acme.example"), "m0@example.com");
         assert_eq!(h.auto_submitted.as_deref(), Some("auto-replied"));
+    }
+
+    #[test]
+    fn reads_the_fields_known_only_by_name_whatever_their_case() {
+        let raw = b"From: a@acme.example\r\nPRECEDENCE: Bulk\r\nx-autorespond: yes\r\n\
+            X-Failed-Recipients: Gone@Acme.example, not an address\r\n\
+            AUTO-SUBMITTED: no\r\nAuto-Submitted:  Auto-Generated \r\n\r\n";
+        let h = MailHeaders::parse(raw).unwrap();
+        assert_eq!(h.precedence.as_deref(), Some("bulk"));
+        assert_eq!(
+            h.auto_submitted.as_deref(),
+            Some("auto-generated"),
+            "the last one counts"
+        );
+        assert!(h.vendor_auto_reply);
+        assert_eq!(h.failed_recipients, ["gone@acme.example"]);
+        for (field, expected) in [
+            ("X-Autoreply: yes", true),
+            ("X-Autoreply: no", false),
+            ("X-Auto-Response-Suppress: OOF, AutoReply", true),
+            ("X-Auto-Response-Suppress: All", true),
+            ("X-Auto-Response-Suppress: DR", false),
+        ] {
+            let raw = format!("From: a@acme.example\r\n{field}\r\n\r\n");
+            let h = MailHeaders::parse(raw.as_bytes()).unwrap();
+            assert_eq!(h.vendor_auto_reply, expected, "{field}");
+            assert_eq!(h.precedence, None);
+        }
     }
 
     #[test]

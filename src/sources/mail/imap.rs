@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::{debug, info, warn};
 
+use super::framing::ResponseBuffer;
 use super::headers::FETCHED_FIELDS;
 use super::{FetchedMail, IngestStats, Ingestor, MailHeaders};
 use crate::config::{ImapAuth, ImapConfig, TlsMode};
@@ -44,7 +45,9 @@ const IO_TIMEOUT: Duration = Duration::from_secs(120);
 /// IDLE must be re-issued before the 29-minute limit of RFC 2177.
 const MAX_IDLE: Duration = Duration::from_secs(25 * 60);
 
-/// The connection under the IMAP session: plain TCP or TLS, and whether the server has closed it.
+/// The connection under the IMAP session: plain TCP or TLS, read ahead in large chunks and
+/// handed to async-imap in whole responses (see `framing`), and whether the server has closed
+/// it.
 ///
 /// async-imap ends a command's response stream quietly when the connection reaches end of file
 /// before the tagged completion: a `UID SEARCH` then returns the UIDs read so far (often none) as
@@ -52,6 +55,10 @@ const MAX_IDLE: Duration = Duration::from_secs(25 * 60);
 /// a cursor can tell a complete answer from a cut-off one (see [`check_open`]).
 pub struct Conn {
     stream: Stream,
+    read_ahead: ResponseBuffer,
+    /// The socket reached end of file (what was read before it may still be buffered).
+    eof: bool,
+    /// End of file was passed on to async-imap.
     closed: bool,
 }
 
@@ -61,9 +68,11 @@ enum Stream {
 }
 
 impl Conn {
-    fn plain(tcp: TcpStream) -> Conn {
+    fn new(stream: Stream) -> Conn {
         Conn {
-            stream: Stream::Plain(tcp),
+            stream,
+            read_ahead: ResponseBuffer::new(),
+            eof: false,
             closed: false,
         }
     }
@@ -84,20 +93,42 @@ impl fmt::Debug for Conn {
 }
 
 impl AsyncRead for Conn {
+    /// Hands over the whole responses buffered that fit; otherwise reads the socket, and
+    /// when the socket has nothing more for now, hands over whatever is buffered (a boundary is
+    /// only a hint: bytes never wait for one).
     fn poll_read(self: Pin<&mut Self>, cx: &mut TaskContext<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
-        let before = buf.filled().len();
-        let res = match &mut this.stream {
-            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Tls(s) => Pin::new(s).poll_read(cx, buf),
-        };
-        if let Poll::Ready(Ok(())) = &res
-            && buf.filled().len() == before
-            && buf.remaining() > 0
-        {
-            this.closed = true;
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
         }
-        res
+        loop {
+            if let Some(bytes) = this.read_ahead.take(buf.remaining(), this.eof) {
+                buf.put_slice(bytes);
+                return Poll::Ready(Ok(()));
+            }
+            if this.eof {
+                this.closed = true;
+                return Poll::Ready(Ok(()));
+            }
+            let mut chunk = ReadBuf::new(this.read_ahead.spare());
+            let res = match &mut this.stream {
+                Stream::Plain(s) => Pin::new(s).poll_read(cx, &mut chunk),
+                Stream::Tls(s) => Pin::new(s).poll_read(cx, &mut chunk),
+            };
+            let n = chunk.filled().len();
+            match res {
+                Poll::Ready(Ok(())) if n == 0 => this.eof = true,
+                Poll::Ready(Ok(())) => this.read_ahead.filled(n),
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => match this.read_ahead.take(buf.remaining(), true) {
+                    Some(bytes) => {
+                        buf.put_slice(bytes);
+                        return Poll::Ready(Ok(()));
+                    }
+                    None => return Poll::Pending,
+                },
+            }
+        }
     }
 }
 
@@ -169,10 +200,7 @@ async fn tls_wrap(cfg: &ImapConfig, tcp: TcpStream) -> Result<Conn, SourceError>
     let name = rustls::pki_types::ServerName::try_from(cfg.host.clone())
         .map_err(|e| SourceError::Transient(anyhow!("invalid host name {}: {e}", cfg.host)))?;
     let tls = io("TLS handshake", connector.connect(name, tcp)).await?;
-    Ok(Conn {
-        stream: Stream::Tls(Box::new(tls)),
-        closed: false,
-    })
+    Ok(Conn::new(Stream::Tls(Box::new(tls))))
 }
 
 /// XOAUTH2 (Google, Microsoft): the first answer carries the token; after a failure the
@@ -201,11 +229,14 @@ pub async fn open(cfg: &ImapConfig) -> Result<async_imap::Client<Conn>, SourceEr
     let _ = tcp.set_nodelay(true);
     let conn = match cfg.tls {
         TlsMode::Implicit => tls_wrap(cfg, tcp).await?,
-        TlsMode::None => Conn::plain(tcp),
+        TlsMode::None => Conn::new(Stream::Plain(tcp)),
         TlsMode::StartTls => {
-            let mut client = async_imap::Client::new(Conn::plain(tcp));
+            let mut client = async_imap::Client::new(Conn::new(Stream::Plain(tcp)));
             io("reading the greeting", client.read_response()).await?;
             io("STARTTLS", client.run_command_and_check_ok("STARTTLS", None)).await?;
+            // Anything the server sent after its OK and before the handshake is dropped with the
+            // plain connection's buffers: a man in the middle cannot make bytes it injected
+            // before TLS look like answers that came over TLS.
             let Stream::Plain(tcp) = client.into_inner().stream else {
                 unreachable!("the stream was created plain")
             };
