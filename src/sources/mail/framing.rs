@@ -27,7 +27,8 @@ pub(super) struct ResponseBuffer {
     start: usize,
     end: usize,
     /// Where the search for the end of the next response resumes: the start of a line not yet
-    /// complete (maybe handed over in part already), past any literal buffered whole.
+    /// complete (maybe handed over in part already), past every literal announced (past `end`
+    /// while the rest of one is still to come).
     scan: usize,
     /// Ends of the responses found and not yet handed over in full, in order (all past
     /// `start`, none past `scan`).
@@ -116,16 +117,14 @@ impl ResponseBuffer {
     /// Where the next response not yet found ends, if all of it is buffered.
     fn response_end(&mut self) -> Option<usize> {
         loop {
-            let line = &self.buf[self.scan..self.end];
+            // Past `end` while the rest of a literal is still to come.
+            let line = self.buf.get(self.scan..self.end)?;
             let newline = memchr::memchr(b'\n', line)?;
             let line_end = self.scan + newline + 1;
             match literal_length(&line[..newline]) {
                 Some(n) => {
-                    let after = line_end.checked_add(n)?;
-                    if after > self.end {
-                        return None;
-                    }
-                    self.scan = after;
+                    // The literal's bytes need no looking at (nor keeping, once handed over).
+                    self.scan = line_end + n;
                 }
                 None => {
                     self.scan = line_end;
@@ -143,10 +142,12 @@ fn literal_length(line: &[u8]) -> Option<usize> {
     let inner = line.strip_suffix(b"}")?;
     let open = inner.iter().rposition(|&b| b == b'{')?;
     let digits = &inner[open + 1..];
-    if digits.is_empty() || digits.len() > 12 || !digits.iter().all(u8::is_ascii_digit) {
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    std::str::from_utf8(digits).ok()?.parse().ok()
+    // A literal's length is a 32-bit number (RFC 3501 §9, `number`).
+    let n: u32 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    usize::try_from(n).ok()
 }
 
 #[cfg(test)]
@@ -304,16 +305,42 @@ mod tests {
     }
 
     #[test]
+    fn a_literal_streamed_in_pieces_is_not_kept_once_handed_over() {
+        // A large body arrives over many socket reads, each handed over as it comes (the socket
+        // had nothing more each time): the buffer keeps none of it, and the response still ends
+        // where it ends.
+        let body = vec![b'x'; 40 * CHUNK];
+        let mut input = format!("* 1 FETCH (BODY[] {{{}}}\r\n", body.len()).into_bytes();
+        input.extend_from_slice(&body);
+        input.extend_from_slice(b")\r\nA1 OK\r\n");
+        let mut b = ResponseBuffer::new();
+        let (mut pos, mut got) = (0, Vec::new());
+        while pos < input.len() {
+            let spare = b.spare();
+            let n = spare.len().min(1000).min(input.len() - pos);
+            spare[..n].copy_from_slice(&input[pos..pos + n]);
+            b.filled(n);
+            pos += n;
+            while let Some(piece) = b.take(4096, true) {
+                got.extend_from_slice(piece);
+            }
+            assert!(b.buf.len() <= 2 * CHUNK, "the buffer grew to {} bytes", b.buf.len());
+        }
+        assert_eq!(got, input);
+    }
+
+    #[test]
     fn literal_announcements() {
         assert_eq!(literal_length(b"* 1 FETCH (BODY[] {123}\r"), Some(123));
         assert_eq!(literal_length(b"x ~{0}"), Some(0));
         assert_eq!(literal_length(b"* OK done\r"), None);
         assert_eq!(literal_length(b"{}\r"), None);
         assert_eq!(literal_length(b"{12a}\r"), None);
+        assert_eq!(literal_length(b"{4294967295}\r"), Some(4_294_967_295));
         assert_eq!(
-            literal_length(b"{99999999999999}\r"),
+            literal_length(b"{4294967296}\r"),
             None,
-            "absurd lengths are not literals"
+            "beyond 32 bits is not a literal"
         );
     }
 
