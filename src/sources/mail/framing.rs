@@ -154,10 +154,17 @@ fn literal_length(line: &[u8]) -> Option<usize> {
 mod tests {
     use super::*;
 
-    /// Feeds `input` in reads of the given sizes and takes with `limit`, partial data after
-    /// every read with `eager` (the socket had nothing more each time), else only after the
-    /// last; returns what was handed over, piece by piece.
-    fn run_with(input: &[u8], reads: &[usize], limit: usize, eager: bool) -> Vec<Vec<u8>> {
+    /// Feeds `input` in reads of the given sizes (then as large as the buffer allows) and takes
+    /// with `limit`, partial data after every read with `eager` (the socket had nothing more
+    /// each time), else only after the last; `after_read` sees the buffer after each read's
+    /// takes. Returns what was handed over, piece by piece.
+    fn feed(
+        input: &[u8],
+        reads: &[usize],
+        limit: usize,
+        eager: bool,
+        mut after_read: impl FnMut(&ResponseBuffer),
+    ) -> Vec<Vec<u8>> {
         let mut b = ResponseBuffer::new();
         let mut out = Vec::new();
         let mut pos = 0;
@@ -173,11 +180,24 @@ mod tests {
             while let Some(piece) = b.take(limit, eager) {
                 out.push(piece.to_vec());
             }
+            after_read(&b);
         }
         while let Some(piece) = b.take(limit, true) {
             out.push(piece.to_vec());
         }
         out
+    }
+
+    fn run_with(input: &[u8], reads: &[usize], limit: usize, eager: bool) -> Vec<Vec<u8>> {
+        feed(input, reads, limit, eager, |_| {})
+    }
+
+    /// A FETCH response whose body is a literal of `len` bytes, and the command's completion.
+    fn literal_fetch(len: usize) -> Vec<u8> {
+        let mut input = format!("* 1 FETCH (BODY[] {{{len}}}\r\n").into_bytes();
+        input.resize(input.len() + len, b'x');
+        input.extend_from_slice(b")\r\nA1 OK\r\n");
+        input
     }
 
     fn run(input: &[u8], reads: &[usize], limit: usize) -> Vec<Vec<u8>> {
@@ -283,25 +303,21 @@ mod tests {
 
     #[test]
     fn a_long_stream_of_small_responses_keeps_the_buffer_small() {
-        let mut b = ResponseBuffer::new();
         let response = b"* 1 FETCH (UID 1 BODY[HEADER.FIELDS (FROM)] {15}\r\nFrom: a@b.c\r\n\r\n)\r\n";
         let input = response.repeat(20_000);
-        let (mut pos, mut out) = (0, 0);
-        while pos < input.len() {
-            let spare = b.spare();
-            // Reads that end inside a response, as a busy socket gives them.
-            let n = spare.len().min(1000).min(input.len() - pos);
-            spare[..n].copy_from_slice(&input[pos..pos + n]);
-            b.filled(n);
-            pos += n;
-            while let Some(piece) = b.take(usize::MAX, false) {
-                let whole = piece.len() / response.len();
-                assert_eq!(piece, response.repeat(whole), "whole responses only");
-                out += whole;
-            }
+        // Reads that end inside a response, as a busy socket gives them.
+        let mut largest = 0;
+        let got = feed(&input, &[1000; 20_000], usize::MAX, false, |b| {
+            largest = largest.max(b.buf.len())
+        });
+        let mut out = 0;
+        for piece in got {
+            let whole = piece.len() / response.len();
+            assert_eq!(piece, response.repeat(whole), "whole responses only");
+            out += whole;
         }
         assert_eq!(out, 20_000);
-        assert!(b.buf.len() <= CHUNK * 5 / 4, "the buffer grew to {} bytes", b.buf.len());
+        assert!(largest <= CHUNK * 5 / 4, "the buffer grew to {largest} bytes");
     }
 
     #[test]
@@ -309,24 +325,13 @@ mod tests {
         // A large body arrives over many socket reads, each handed over as it comes (the socket
         // had nothing more each time): the buffer keeps none of it, and the response still ends
         // where it ends.
-        let body = vec![b'x'; 40 * CHUNK];
-        let mut input = format!("* 1 FETCH (BODY[] {{{}}}\r\n", body.len()).into_bytes();
-        input.extend_from_slice(&body);
-        input.extend_from_slice(b")\r\nA1 OK\r\n");
-        let mut b = ResponseBuffer::new();
-        let (mut pos, mut got) = (0, Vec::new());
-        while pos < input.len() {
-            let spare = b.spare();
-            let n = spare.len().min(1000).min(input.len() - pos);
-            spare[..n].copy_from_slice(&input[pos..pos + n]);
-            b.filled(n);
-            pos += n;
-            while let Some(piece) = b.take(4096, true) {
-                got.extend_from_slice(piece);
-            }
-            assert!(b.buf.len() <= 2 * CHUNK, "the buffer grew to {} bytes", b.buf.len());
-        }
-        assert_eq!(got, input);
+        let input = literal_fetch(40 * CHUNK);
+        let mut largest = 0;
+        let got = feed(&input, &[1000; 1000], 4096, true, |b| {
+            largest = largest.max(b.buf.len())
+        });
+        assert_eq!(got.concat(), input);
+        assert!(largest <= 2 * CHUNK, "the buffer grew to {largest} bytes");
     }
 
     #[test]
@@ -346,12 +351,9 @@ mod tests {
 
     #[test]
     fn a_large_literal_grows_the_buffer_and_stays_whole() {
-        let body = vec![b'x'; 3 * CHUNK];
-        let mut input = format!("* 1 FETCH (BODY[] {{{}}}\r\n", body.len()).into_bytes();
-        input.extend_from_slice(&body);
-        input.extend_from_slice(b")\r\nA1 OK\r\n");
+        let input = literal_fetch(3 * CHUNK);
         let got = run(&input, &[CHUNK / 3; 20], usize::MAX);
         assert_eq!(got.concat(), input);
-        assert!(got[0].len() >= body.len(), "the literal is handed over whole");
+        assert!(got[0].len() >= 3 * CHUNK, "the literal is handed over whole");
     }
 }
