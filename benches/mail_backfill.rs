@@ -1,7 +1,7 @@
 //! Backfill throughput against a real Dovecot on loopback: 50,000 generated messages, synced
 //! by Rapport into SQLite and PostgreSQL, as a ratio to a raw client measured in the same run
-//! that fetches the same header fields over the same IMAP library, in the same batches, and
-//! throws them away.
+//! that fetches the same header fields over the same IMAP code (async-imap for the session,
+//! Rapport's own reader of the FETCH answer), in the same batches, and throws them away.
 //! Dovecot is warmed first (its cache then holds the header fields), and the raw client runs
 //! right before each Rapport run.
 //!
@@ -24,7 +24,6 @@ use common::dovecot;
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures_util::TryStreamExt;
 use rapport::clock::SystemClock;
 use rapport::config::{Config, ImapConfig, MailboxSource};
 use rapport::daemon::mailbox_tasks;
@@ -88,14 +87,12 @@ async fn raw_fetch(cfg: &ImapConfig) -> f64 {
     let start = Instant::now();
     let mut s = imap::connect(cfg).await.unwrap();
     s.select("INBOX").await.unwrap();
-    let mut uids: Vec<u32> = s.uid_search("ALL").await.unwrap().into_iter().collect();
-    uids.sort_unstable();
+    let uids = imap::uid_search(&mut s, "ALL").await.unwrap();
     let query = imap::fetch_items();
     let mut n = 0;
     for chunk in uids.chunks(imap::BATCH) {
         let set = imap::uid_set(chunk);
-        let fetched: Vec<_> = s.uid_fetch(&set, &query).await.unwrap().try_collect().await.unwrap();
-        n += fetched.len();
+        n += imap::uid_fetch(&mut s, &set, &query).await.unwrap().len();
     }
     assert_eq!(n, N);
     s.logout().await.unwrap();

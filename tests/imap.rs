@@ -447,3 +447,98 @@ async fn misnamed_folders_and_drafts_do_not_stop_or_count(db: TestDb) {
     let draft = e.db.store.explain_message("draft1@example.com").await.unwrap();
     assert!(draft[0].reason.contains("draft"), "{:?}", draft[0]);
 }
+
+/// Rapport reads the answers to UID SEARCH and UID FETCH itself, on the connection async-imap
+/// uses for everything else: both must read the same values, and each must find the
+/// connection in order after the other, also when the server adds untagged data of its own.
+#[tokio::test]
+async fn own_reader_and_async_imap_share_the_connection() {
+    use futures_util::TryStreamExt;
+    use rapport::config::MailboxSource;
+    use rapport::sources::mail::imap;
+
+    let d = Dovecot::start(&[("alice", "alice-pw")]);
+    seed_alice(&d);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("alice.pw"), "alice-pw\n").unwrap();
+    let yaml = format!(
+        "database: {{url: \"sqlite::memory:\"}}\ninternal_domains: [example.com]\nreps:\n  - {{id: alice, name: A, email: alice@example.com, mailboxes: [alice-imap]}}\nmailboxes:\n  - {{id: alice-imap, kind: imap, host: 127.0.0.1, port: {}, tls: none, username: alice, password_file: alice.pw}}\n",
+        d.port()
+    );
+    let path = dir.path().join("rapport.yaml");
+    std::fs::write(&path, &yaml).unwrap();
+    let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let MailboxSource::Imap(cfg) = &config.mailboxes[0].source else {
+        panic!("not IMAP")
+    };
+
+    let mut s = imap::connect(cfg).await.unwrap();
+    s.select("Sent").await.unwrap();
+    let ours = imap::uid_search(&mut s, "ALL").await.unwrap();
+    let mut theirs: Vec<u32> = s.uid_search("ALL").await.unwrap().into_iter().collect();
+    theirs.sort_unstable();
+    assert_eq!(ours, theirs);
+    assert_eq!(ours.len(), 3);
+
+    let set = imap::uid_set(&ours);
+    let fetched = imap::uid_fetch(&mut s, &set, &imap::fetch_items()).await.unwrap();
+    let theirs: Vec<_> = s
+        .uid_fetch(&set, imap::fetch_items())
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(fetched.len(), theirs.len());
+    for (m, f) in fetched.messages().iter().zip(&theirs) {
+        assert_eq!(Some(m.uid), f.uid);
+        assert!(!m.broken);
+        let section = fetched.section(m).unwrap();
+        assert_eq!(Some(section), f.header());
+        assert!(String::from_utf8_lossy(section).contains("Subject: Proposal"));
+        assert_eq!(fetched.internal_date(m), f.internal_date());
+        assert!(fetched.internal_date(m).is_some());
+        assert_eq!(
+            m.draft,
+            f.flags().any(|fl| matches!(fl, async_imap::types::Flag::Draft))
+        );
+    }
+
+    // Mail delivered meanwhile: the server announces it (untagged EXISTS and RECENT) in the
+    // answer to a later command, whoever reads it.
+    let mut other = ImapSetup::login(d.port(), "alice", "alice-pw");
+    other.append(
+        "Sent",
+        &message("late@example.com", "alice@example.com", "sara@acme.example", "Late", ""),
+    );
+    let subjects = imap::uid_fetch(&mut s, "1:*", "(UID BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        .await
+        .unwrap();
+    assert!((3..=4).contains(&subjects.len()), "{}", subjects.len());
+    s.noop().await.unwrap();
+    assert_eq!(imap::uid_search(&mut s, "ALL").await.unwrap().len(), 4);
+    other.append(
+        "Sent",
+        &message(
+            "later@example.com",
+            "alice@example.com",
+            "sara@acme.example",
+            "Later",
+            "",
+        ),
+    );
+    s.noop().await.unwrap();
+    let subjects = imap::uid_fetch(&mut s, "1:*", "(UID BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        .await
+        .unwrap();
+    assert_eq!(subjects.len(), 5);
+    let last = subjects.messages().last().unwrap();
+    assert_eq!(subjects.section(last), Some(&b"Subject: Later\r\n\r\n"[..]));
+
+    // A command the server refuses is an error, and the connection stays usable.
+    let refused = imap::uid_fetch(&mut s, "1:*", "(NOSUCHITEM)").await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert_eq!(imap::uid_search(&mut s, "ALL").await.unwrap().len(), 5);
+    s.select("INBOX").await.unwrap();
+    s.logout().await.unwrap();
+}

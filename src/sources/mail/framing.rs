@@ -31,8 +31,10 @@ pub(super) struct ResponseBuffer {
     /// while the rest of one is still to come).
     scan: usize,
     /// Ends of the responses found and not yet handed over in full, in order (all past
-    /// `start`, none past `scan`).
-    ends: VecDeque<usize>,
+    /// `start`, none past `scan`), and whether each is a command's tagged completion.
+    ends: VecDeque<(usize, bool)>,
+    /// Whether the response being looked through is tagged, once its first byte was seen.
+    tagged: Option<bool>,
 }
 
 /// Size of the read-ahead buffer, and of the largest socket read (the buffer grows only while a
@@ -47,6 +49,7 @@ impl ResponseBuffer {
             end: 0,
             scan: 0,
             ends: VecDeque::new(),
+            tagged: None,
         }
     }
 
@@ -68,7 +71,7 @@ impl ResponseBuffer {
             self.start -= keep;
             self.end -= keep;
             self.scan -= keep;
-            self.ends.iter_mut().for_each(|e| *e -= keep);
+            self.ends.iter_mut().for_each(|(e, _)| *e -= keep);
         }
         if self.buf.len() - self.end < CHUNK / 4 {
             // Only a response longer than what is free (a large literal) grows the buffer; the
@@ -83,24 +86,30 @@ impl ResponseBuffer {
         self.end = (self.end + n).min(self.buf.len());
     }
 
-    /// Hands over up to `limit` bytes: the whole responses buffered that fit, else (a response
-    /// longer than `limit`) the first `limit` bytes of the first one when all of it is
-    /// buffered, else, with `partial`, whatever is buffered. `None` when there is nothing to
-    /// hand over on those terms.
+    /// Hands over up to `limit` bytes: the whole responses buffered that fit, up to the next
+    /// tagged completion, else (a response longer than `limit`) the first `limit` bytes of the
+    /// first one when all of it is buffered, else, with `partial`, whatever is buffered. `None`
+    /// when there is nothing to hand over on those terms.
+    ///
+    /// Nothing after a tagged completion goes with it, so a parser that has just read one holds
+    /// nothing more: the connection can then be read directly (see [`Self::take_response`]).
     pub(super) fn take(&mut self, limit: usize, partial: bool) -> Option<&[u8]> {
         let from = self.start;
-        while self.ends.back().is_none_or(|&e| e - from <= limit) {
+        while self.ends.back().is_none_or(|&(e, tagged)| e - from <= limit && !tagged) {
             match self.response_end() {
                 Some(end) => self.ends.push_back(end),
                 None => break,
             }
         }
         let mut stop = None;
-        while let Some(&end) = self.ends.front()
+        while let Some(&(end, tagged)) = self.ends.front()
             && end - from <= limit
         {
             stop = Some(end);
             self.ends.pop_front();
+            if tagged {
+                break;
+            }
         }
         let stop = match stop {
             Some(end) => end,
@@ -114,9 +123,38 @@ impl ResponseBuffer {
         Some(&self.buf[from..stop])
     }
 
-    /// Where the next response not yet found ends, if all of it is buffered.
-    fn response_end(&mut self) -> Option<usize> {
+    /// Whether a whole response is buffered and not yet handed over in any part.
+    pub(super) fn has_response(&mut self) -> bool {
+        if self.ends.is_empty()
+            && let Some(end) = self.response_end()
+        {
+            self.ends.push_back(end);
+        }
+        self.ends.front().is_some_and(|&(end, _)| end > self.start)
+    }
+
+    /// Hands over the next response whole, if all of it is buffered: for a reader of responses
+    /// of its own, where [`Self::take`] feeds a parser that buffers. Call it at a response's
+    /// start, as after a tagged completion.
+    pub(super) fn take_response(&mut self) -> Option<&[u8]> {
+        if !self.has_response() {
+            return None;
+        }
+        let (end, _) = self.ends.pop_front()?;
+        let from = self.start;
+        self.start = end;
+        Some(&self.buf[from..end])
+    }
+
+    /// Where the next response not yet found ends, if all of it is buffered, and whether it is
+    /// tagged (a command's completion, not `*` or `+`).
+    fn response_end(&mut self) -> Option<(usize, bool)> {
         loop {
+            if self.tagged.is_none() {
+                // `scan` is where the response starts.
+                let first = *self.buf.get(self.scan..self.end)?.first()?;
+                self.tagged = Some(first != b'*' && first != b'+');
+            }
             // Past `end` while the rest of a literal is still to come.
             let line = self.buf.get(self.scan..self.end)?;
             let newline = memchr::memchr(b'\n', line)?;
@@ -128,7 +166,7 @@ impl ResponseBuffer {
                 }
                 None => {
                     self.scan = line_end;
-                    return Some(line_end);
+                    return Some((line_end, self.tagged.take().unwrap_or(false)));
                 }
             }
         }
@@ -254,6 +292,36 @@ mod tests {
         let got = run(FETCHES, &[FETCHES.len()], 10);
         assert_eq!(got[0], &FETCHES[..10]);
         assert_eq!(got.concat(), FETCHES);
+    }
+
+    #[test]
+    fn nothing_after_a_tagged_completion_goes_with_it() {
+        let input = b"* 1 EXISTS\r\nA1 OK done\r\n* 2 EXISTS\r\nF1 OK done\r\n+ go on\r\n";
+        let got = run(input, &[input.len()], usize::MAX);
+        assert_eq!(
+            got,
+            [
+                b"* 1 EXISTS\r\nA1 OK done\r\n".to_vec(),
+                b"* 2 EXISTS\r\nF1 OK done\r\n".to_vec(),
+                b"+ go on\r\n".to_vec()
+            ]
+        );
+    }
+
+    #[test]
+    fn responses_taken_one_by_one() {
+        let mut b = ResponseBuffer::new();
+        let mut got = Vec::new();
+        for piece in FETCHES.chunks(7) {
+            b.spare()[..piece.len()].copy_from_slice(piece);
+            b.filled(piece.len());
+            while let Some(r) = b.take_response() {
+                got.push(r.to_vec());
+            }
+        }
+        assert_eq!(got, RESPONSES.map(<[u8]>::to_vec));
+        assert!(b.is_empty());
+        assert!(!b.has_response());
     }
 
     #[test]

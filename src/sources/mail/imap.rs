@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::{debug, info, warn};
 
+use super::fetch::Fetched;
 use super::framing::ResponseBuffer;
 use super::headers::FETCHED_FIELDS;
 use super::{FetchedMail, IngestStats, Ingestor, MailHeaders};
@@ -58,8 +59,10 @@ pub struct Conn {
     read_ahead: ResponseBuffer,
     /// The socket reached end of file (what was read before it may still be buffered).
     eof: bool,
-    /// End of file was passed on to async-imap.
+    /// End of file was passed on to async-imap, or met by [`run_command`].
     closed: bool,
+    /// Commands [`run_command`] sent, for their tags.
+    commands: u32,
 }
 
 enum Stream {
@@ -74,6 +77,32 @@ impl Conn {
             read_ahead: ResponseBuffer::new(),
             eof: false,
             closed: false,
+            commands: 0,
+        }
+    }
+
+    /// The next whole response, read past async-imap (see [`run_command`]); `None` once the
+    /// server has closed the connection.
+    async fn response(&mut self) -> std::io::Result<Option<&[u8]>> {
+        use tokio::io::AsyncReadExt;
+        loop {
+            if self.read_ahead.has_response() {
+                return Ok(self.read_ahead.take_response());
+            }
+            if self.eof {
+                self.closed = true;
+                return Ok(None);
+            }
+            let spare = self.read_ahead.spare();
+            let n = match &mut self.stream {
+                Stream::Plain(s) => s.read(spare).await?,
+                Stream::Tls(s) => s.read(spare).await?,
+            };
+            if n == 0 {
+                self.eof = true;
+            } else {
+                self.read_ahead.filled(n);
+            }
         }
     }
 
@@ -432,11 +461,9 @@ pub async fn sync_folder(
             if mailbox.uid_next.is_some_and(|next| next <= last + 1) {
                 return Ok(IngestStats::default());
             }
-            let found = io("UID SEARCH", session.uid_search(format!("UID {}:*", last + 1))).await?;
-            check_open(session, "UID SEARCH")?;
-            let mut v: Vec<u32> = found.into_iter().filter(|u| *u > last).collect();
-            v.sort_unstable();
-            v
+            let found = io_timeout("UID SEARCH", uid_search(session, &format!("UID {}:*", last + 1))).await?;
+            // `n:*` includes the last message even when its UID is below n.
+            found.into_iter().filter(|u| *u > last).collect()
         }
         None => {
             let since = ingestor.store.now() - chrono::Duration::days(i64::from(cfg.backfill_days));
@@ -589,32 +616,100 @@ pub fn fetch_items() -> String {
     format!("(UID FLAGS INTERNALDATE RFC822.SIZE BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS ({FETCHED_FIELDS})])")
 }
 
+/// Sends `command` with a tag of its own and reads the answer itself, past async-imap's
+/// decoder, which holds nothing at this point: the connection never hands it anything after a
+/// tagged completion (see `framing`), so after its last command its buffer is empty, and it
+/// finds the connection as it left it. Every untagged response goes to `untagged`; the tagged
+/// completion decides the result. For the commands whose answers are large (see
+/// [`super::fetch`]).
+async fn run_command(
+    session: &mut Session,
+    what: &str,
+    command: &str,
+    mut untagged: impl FnMut(&[u8]),
+) -> Result<(), SourceError> {
+    use tokio::io::AsyncWriteExt;
+    let conn = session.get_mut();
+    conn.commands += 1;
+    let tag = format!("R{}", conn.commands);
+    let line = format!("{tag} {command}\r\n");
+    let sent = async {
+        conn.write_all(line.as_bytes()).await?;
+        conn.flush().await
+    };
+    let failed = |e: std::io::Error| SourceError::Transient(anyhow::Error::from(e).context(what.to_owned()));
+    sent.await.map_err(failed)?;
+    loop {
+        let Some(response) = conn.response().await.map_err(failed)? else {
+            return Err(SourceError::Transient(anyhow!(
+                "{what}: the server closed the connection"
+            )));
+        };
+        if response.starts_with(b"* ") {
+            untagged(response);
+            continue;
+        }
+        let response = String::from_utf8_lossy(response);
+        let response = response.trim_end();
+        let status = response.strip_prefix(tag.as_str()).and_then(|r| r.strip_prefix(' '));
+        return match status {
+            Some(s) if s.get(..2).is_some_and(|ok| ok.eq_ignore_ascii_case("OK")) => Ok(()),
+            Some(s) => Err(SourceError::Transient(anyhow!("{what} failed: {s}"))),
+            None => Err(SourceError::Transient(anyhow!(
+                "{what}: unexpected response {response:?}"
+            ))),
+        };
+    }
+}
+
+/// Runs `UID FETCH <set> <items>` (see [`run_command`]). A response that cannot be read is
+/// logged, and its message kept as unreadable. Public for the benchmark's raw client.
+pub async fn uid_fetch(session: &mut Session, set: &str, items: &str) -> Result<Fetched, SourceError> {
+    let mut fetched = Fetched::default();
+    let command = format!("UID FETCH {set} {items}");
+    run_command(session, "UID FETCH", &command, |response| {
+        if let Err(e) = fetched.read_response(response) {
+            warn!(error = %e, "an unreadable FETCH response: its message, if it names one, is recorded as unreadable");
+        }
+    })
+    .await?;
+    Ok(fetched)
+}
+
+/// Runs `UID SEARCH <criteria>` (see [`run_command`]); the UIDs found, ascending. async-imap
+/// parses an answer that spans several reads again from its start after each read, which
+/// for the 50,000 UIDs of a large backfill took as many instructions as storing 7,000
+/// messages. Public for the benchmark's raw client.
+pub async fn uid_search(session: &mut Session, criteria: &str) -> Result<Vec<u32>, SourceError> {
+    let mut uids = Vec::new();
+    let command = format!("UID SEARCH {criteria}");
+    run_command(session, "UID SEARCH", &command, |response| {
+        uids.extend(super::fetch::search_uids(response));
+    })
+    .await?;
+    uids.sort_unstable();
+    uids.dedup();
+    Ok(uids)
+}
+
 /// One batch as the server sent it: the header fields of each message, and the whole message
 /// of those that may be bounces. Parsing is left to [`RawBatch::parse`], off the connection's
 /// task, so the next FETCH can be read meanwhile.
 struct RawBatch {
-    fetches: Vec<async_imap::types::Fetch>,
-    /// Whole messages by UID.
-    bodies: std::collections::HashMap<u32, async_imap::types::Fetch>,
+    headers: Fetched,
+    /// Whole messages.
+    bodies: Fetched,
 }
 
 /// Fetches the header fields of `uids`, and the whole message of those that may be bounces.
 async fn fetch_batch(session: &mut Session, folder: &str, uids: &[u32]) -> Result<RawBatch, SourceError> {
-    let query = fetch_items();
-    let set = uid_set(uids);
-    let fetches: Vec<_> = io("UID FETCH", async {
-        session.uid_fetch(&set, &query).await?.try_collect::<Vec<_>>().await
-    })
-    .await?;
-    check_open(session, "UID FETCH")?;
-    // A connection that dies mid-FETCH can end the response stream early without an error.
+    let headers = io_timeout("UID FETCH", uid_fetch(session, &uid_set(uids), &fetch_items())).await?;
     // Messages asked for but not returned must be gone (expunged); if the server still has any
     // of them, this batch is incomplete and the cursor must not pass it.
-    let returned: std::collections::HashSet<u32> = fetches.iter().filter_map(|f| f.uid).collect();
+    let returned: HashSet<u32> = headers.messages().iter().map(|m| m.uid).collect();
     let missing: Vec<u32> = uids.iter().copied().filter(|u| !returned.contains(u)).collect();
     if !missing.is_empty() {
-        let still_there = io("UID SEARCH", session.uid_search(format!("UID {}", uid_set(&missing)))).await?;
-        check_open(session, "UID SEARCH")?;
+        let still_there = io_timeout("UID SEARCH", uid_search(session, &format!("UID {}", uid_set(&missing)))).await?;
         if !still_there.is_empty() {
             return Err(SourceError::Transient(anyhow!(
                 "the server returned {} of {} messages asked for in {folder}",
@@ -623,39 +718,37 @@ async fn fetch_batch(session: &mut Session, folder: &str, uids: &[u32]) -> Resul
             )));
         }
     }
-    let bounces: Vec<u32> = fetches
+    let bounces: Vec<u32> = headers
+        .messages()
         .iter()
-        .filter(|f| f.header().is_some_and(super::headers::may_be_bounce))
-        .filter_map(|f| f.uid)
+        .filter(|m| headers.section(m).is_some_and(super::headers::may_be_bounce))
+        .map(|m| m.uid)
         .collect();
-    let mut bodies = std::collections::HashMap::new();
+    let mut bodies = Fetched::default();
     if !bounces.is_empty() {
-        let set = uid_set(&bounces);
-        let full: Vec<_> = io("UID FETCH bodies", async {
-            session
-                .uid_fetch(&set, "(UID BODY.PEEK[])")
-                .await?
-                .try_collect::<Vec<_>>()
-                .await
-        })
+        bodies = io_timeout(
+            "UID FETCH bodies",
+            uid_fetch(session, &uid_set(&bounces), "(UID BODY.PEEK[])"),
+        )
         .await?;
-        check_open(session, "UID FETCH bodies")?;
-        if full.len() < bounces.len() {
+        if bodies.len() < bounces.len() {
             return Err(SourceError::Transient(anyhow!(
                 "the server returned {} of {} message bodies asked for in {folder}",
-                full.len(),
+                bodies.len(),
                 bounces.len()
             )));
         }
-        // Only responses that carry the text: a server may send other FETCH data (a flag
-        // change) for the same message meanwhile.
-        bodies.extend(
-            full.into_iter()
-                .filter(|f| f.body().is_some())
-                .filter_map(|f| Some((f.uid?, f))),
-        );
     }
-    Ok(RawBatch { fetches, bodies })
+    Ok(RawBatch { headers, bodies })
+}
+
+/// Runs a network step that fails with a [`SourceError`] with [`IO_TIMEOUT`].
+async fn io_timeout<T>(what: &str, fut: impl Future<Output = Result<T, SourceError>>) -> Result<T, SourceError> {
+    tokio::time::timeout(IO_TIMEOUT, fut).await.unwrap_or_else(|_| {
+        Err(SourceError::Transient(anyhow!(
+            "{what}: no answer within {IO_TIMEOUT:?}"
+        )))
+    })
 }
 
 impl RawBatch {
@@ -663,36 +756,40 @@ impl RawBatch {
     /// from it (a bounce names its failed recipients in its body); a message that cannot be
     /// parsed at all is kept with no headers, to be recorded as unreadable.
     fn parse(self, folder: &str, validity: u32) -> Vec<FetchedMail> {
-        let mut out: Vec<(u32, FetchedMail)> = Vec::with_capacity(self.fetches.len());
-        for f in &self.fetches {
-            let Some(uid) = f.uid else { continue };
-            let draft = f.flags().any(|fl| matches!(fl, async_imap::types::Flag::Draft));
-            let structure_names = || f.bodystructure().map(attachment_names).unwrap_or_default();
-            let whole = self
-                .bodies
-                .get(&uid)
-                .and_then(|b| b.body())
-                .and_then(MailHeaders::parse);
-            let headers = match whole {
+        let whole: std::collections::HashMap<u32, &[u8]> = self
+            .bodies
+            .messages()
+            .iter()
+            .filter_map(|m| Some((m.uid, self.bodies.section(m)?)))
+            .collect();
+        let mut out: Vec<(u32, FetchedMail)> = Vec::with_capacity(self.headers.len());
+        for m in self.headers.messages() {
+            let draft = m.draft;
+            let structure_names = || self.headers.attachment_names(m);
+            let headers = match whole.get(&m.uid).and_then(|b| MailHeaders::parse(b)) {
                 Some(h) if !h.attachments.is_empty() => Some(MailHeaders { draft, ..h }),
                 Some(h) => Some(MailHeaders {
                     draft,
                     attachments: structure_names(),
                     ..h
                 }),
-                None => f.header().and_then(MailHeaders::parse).map(|h| MailHeaders {
-                    draft,
-                    attachments: structure_names(),
-                    ..h
-                }),
+                None => self
+                    .headers
+                    .section(m)
+                    .and_then(MailHeaders::parse)
+                    .map(|h| MailHeaders {
+                        draft,
+                        attachments: structure_names(),
+                        ..h
+                    }),
             };
             out.push((
-                uid,
+                m.uid,
                 FetchedMail {
                     folder: folder.to_owned(),
-                    item_key: format!("{validity}:{uid}"),
+                    item_key: format!("{validity}:{}", m.uid),
                     headers,
-                    internal_date: f.internal_date().map(|d| d.with_timezone(&Utc)),
+                    internal_date: self.headers.internal_date(m).map(|d| d.with_timezone(&Utc)),
                 },
             ));
         }
@@ -833,11 +930,7 @@ pub async fn server_uids(
 /// The UIDs of the selected folder's messages received since `since`, ascending.
 async fn uids_since(session: &mut Session, since: DateTime<Utc>) -> Result<Vec<u32>, SourceError> {
     let query = format!("SINCE {}", since.format("%d-%b-%Y"));
-    let found = io("UID SEARCH SINCE", session.uid_search(query)).await?;
-    check_open(session, "UID SEARCH SINCE")?;
-    let mut v: Vec<u32> = found.into_iter().collect();
-    v.sort_unstable();
-    Ok(v)
+    io_timeout("UID SEARCH SINCE", uid_search(session, &query)).await
 }
 
 /// The file names of the attachments a BODYSTRUCTURE describes: the `filename` of a

@@ -1,6 +1,7 @@
 //! Mail sources: IMAP and Maildir. Each reads messages (headers, and the body only for the
 //! rare bounce), and hands them to [`ingest`] in batches with the cursor that covers them.
 
+pub mod fetch;
 mod framing;
 pub mod headers;
 pub mod imap;
