@@ -41,6 +41,7 @@ store_tests!(
     absent_columns_keep_values,
     activities_are_stored_once,
     batches_longer_than_one_statement,
+    explain_finds_every_record_of_a_message,
     a_reply_decided_before_its_original_is_stored,
     cursors_round_trip,
     health_is_recorded,
@@ -305,6 +306,52 @@ async fn batches_longer_than_one_statement(db: TestDb) {
         }
         assert_eq!(m.occurred_at, rows[i].occurred_at, "row {i}");
         assert_eq!(m.headers.as_ref().map(|h| &h.0), rows[i].headers, "row {i}");
+    }
+}
+
+/// `rapport explain` finds a message by its Message-ID in every mailbox and folder, through
+/// the hashed key, also for rows recorded before the key existed (filled in by `migrate`).
+async fn explain_finds_every_record_of_a_message(db: TestDb) {
+    let s = &db.store;
+    s.sync_reps(&test_config(&db.url)).await.unwrap();
+    let ids: Vec<String> = (0..40).map(|i| format!("m{i}@acme.example")).collect();
+    let keys: Vec<String> = (0..40).map(|i| format!("1:{i}")).collect();
+    let row = |i: usize, folder: &'static str| NewSeenMail::<'_, &serde_json::Value> {
+        folder,
+        item_key: &keys[i],
+        message_id: &ids[i],
+        decision: "skipped",
+        reason: "not counted: no lead",
+        occurred_at: None,
+        headers: None,
+    };
+    let rows: Vec<_> = (0..40).map(|i| row(i, "INBOX")).chain([row(7, "All Mail")]).collect();
+    let mut tx = s.begin().await.unwrap();
+    tx.insert_seen("alice-imap", "alice", &rows, common::t0())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let found = s.explain_message("<m7@acme.example>").await.unwrap();
+    let places: Vec<_> = found.iter().map(|m| (m.folder.as_str(), m.item_key.as_str())).collect();
+    assert_eq!(places, [("All Mail", "1:7"), ("INBOX", "1:7")]);
+    assert!(s.explain_message("m7@acme.example.org").await.unwrap().is_empty());
+
+    // Rows as an older version left them: no key. Migrating again keys them.
+    let unkey = "UPDATE mail_seen SET message_key = NULL";
+    if db.url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+        sqlx::query(unkey).execute(&pool).await.unwrap();
+    } else {
+        let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+        sqlx::query(unkey).execute(&pool).await.unwrap();
+    }
+    assert!(s.explain_message("m7@acme.example").await.unwrap().is_empty());
+    s.migrate().await.unwrap();
+    for i in [0, 7, 39] {
+        let found = s.explain_message(&ids[i]).await.unwrap();
+        assert_eq!(found.len(), if i == 7 { 2 } else { 1 }, "{}", ids[i]);
+        assert!(found.iter().all(|m| m.message_id == ids[i]));
     }
 }
 

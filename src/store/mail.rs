@@ -39,7 +39,63 @@ pub struct NewSeenMail<'a, H> {
     pub headers: Option<H>,
 }
 
+/// The key `mail_seen` is searched by for a Message-ID: its 64-bit FNV-1a hash. Stored in the
+/// database, so it must never change.
+pub(super) fn message_key(message_id: &str) -> i64 {
+    let hash = message_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    i64::from_ne_bytes(hash.to_ne_bytes())
+}
+
+/// Rows of `mail_seen` given a key per statement when filling keys.
+const KEYS_PER_TX: i64 = 5_000;
+
 impl Store {
+    /// Gives every `mail_seen` row recorded before `message_key` existed its key (see the
+    /// migration that added it); once all have one, a single lookup in the key's index.
+    pub(super) async fn fill_message_keys(&self) -> Result<()> {
+        let mut filled = 0usize;
+        loop {
+            let rows: Vec<(String, String, String, String)> = with_pool!(self, |pool| {
+                sqlx::query_as(
+                    "SELECT mailbox_id, folder, item_key, message_id FROM mail_seen
+                     WHERE message_key IS NULL LIMIT $1",
+                )
+                .bind(KEYS_PER_TX)
+                .fetch_all(pool)
+                .await
+            })
+            .context("finding messages seen without a key")?;
+            if rows.is_empty() {
+                break;
+            }
+            let mut tx = self.begin().await?;
+            for (mailbox, folder, item, message_id) in &rows {
+                with_tx!(&mut tx, |conn| {
+                    sqlx::query(
+                        "UPDATE mail_seen SET message_key = $1
+                         WHERE mailbox_id = $2 AND folder = $3 AND item_key = $4",
+                    )
+                    .bind(message_key(message_id))
+                    .bind(mailbox)
+                    .bind(folder)
+                    .bind(item)
+                    .execute(&mut *conn)
+                    .await
+                    .map(|_| ())
+                })
+                .context("keying a message seen")?;
+            }
+            tx.commit().await?;
+            filled += rows.len();
+        }
+        if filled > 0 {
+            tracing::info!(messages = filled, "keyed the messages seen before this version");
+        }
+        Ok(())
+    }
+
     /// Every lead address and company domain, for matching.
     pub async fn load_lead_index(&self) -> Result<LeadIndex> {
         with_pool!(self, |pool| async {
@@ -105,8 +161,10 @@ impl Store {
         with_pool!(self, |pool| {
             sqlx::query_as::<_, SeenMail>(
                 "SELECT mailbox_id, folder, item_key, message_id, rep_id, decision, reason, occurred_at, headers
-                 FROM mail_seen WHERE message_id = $1 ORDER BY mailbox_id, folder, item_key",
+                 FROM mail_seen WHERE message_key = $1 AND message_id = $2
+                 ORDER BY mailbox_id, folder, item_key",
             )
+            .bind(message_key(id))
             .bind(id)
             .fetch_all(pool)
             .await
@@ -161,7 +219,7 @@ impl Tx {
             {
                 let mut qb = QueryBuilder::new(
                     "INSERT INTO mail_seen (mailbox_id, folder, item_key, message_id, rep_id, decision, reason,
-                        occurred_at, seen_at, headers) ",
+                        occurred_at, seen_at, headers, message_key) ",
                 );
                 qb.push_values(chunk, |mut b, r| {
                     b.push_bind(mailbox_id)
@@ -173,7 +231,8 @@ impl Tx {
                         .push_bind(r.reason)
                         .push_bind(r.occurred_at)
                         .push_bind(now)
-                        .push_bind(r.headers.as_ref().map(sqlx::types::Json));
+                        .push_bind(r.headers.as_ref().map(sqlx::types::Json))
+                        .push_bind(message_key(r.message_id));
                 });
                 // A message seen before without a lead may count now (matched again after a lead
                 // import): its skipped record is replaced; a counted one never changes.

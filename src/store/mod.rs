@@ -169,13 +169,15 @@ impl Store {
         self.clock.now()
     }
 
-    /// Applies the embedded migrations of this backend that are not applied yet.
+    /// Applies the embedded migrations of this backend that are not applied yet, and fills in
+    /// what a migration left to code (see [`Store::fill_message_keys`]).
     pub async fn migrate(&self) -> Result<()> {
         match &self.pool {
             Pool::Sqlite(p, _) => sqlx::migrate!("./migrations/sqlite").run(p).await,
             Pool::Postgres(p) => sqlx::migrate!("./migrations/postgres").run(p).await,
         }
-        .context("applying database migrations")
+        .context("applying database migrations")?;
+        self.fill_message_keys().await
     }
 
     /// Starts a transaction.

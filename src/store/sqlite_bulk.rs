@@ -228,10 +228,10 @@ pub(super) async fn insert_seen<H: serde::Serialize>(
         let sql = |rows| {
             format!(
                 "INSERT INTO mail_seen (mailbox_id, folder, item_key, message_id, rep_id, decision, reason,
-                    occurred_at, seen_at, headers) {}
+                    occurred_at, seen_at, headers, message_key) {}
                  ON CONFLICT (mailbox_id, folder, item_key) DO UPDATE SET decision = excluded.decision,
                     reason = excluded.reason WHERE mail_seen.decision = 'skipped'",
-                values(rows, "S???S???S?")
+                values(rows, "S???S???S??")
             )
         };
         in_chunks(db, rows, sql, |stmt, chunk, _| {
@@ -254,7 +254,8 @@ pub(super) async fn insert_seen<H: serde::Serialize>(
                     .bind(r.decision)?
                     .bind(r.reason)?
                     .bind(r.occurred_at.map(timestamp))?
-                    .bind(headers)?;
+                    .bind(headers)?
+                    .bind(super::mail::message_key(r.message_id))?;
             }
             stmt.raw_execute().map(|_| ())
         })?;
