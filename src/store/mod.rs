@@ -106,6 +106,10 @@ impl Store {
             let opts = SqliteConnectOptions::from_str(url)
                 .with_context(|| format!("invalid SQLite URL {url}"))?
                 .create_if_missing(true)
+                // Pages of 8 KiB for a new database (an existing one keeps its size: WAL mode
+                // fixes it). Random Message-IDs put each message's index entries on pages all
+                // over the indexes; larger pages split half as often.
+                .page_size(8192)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
