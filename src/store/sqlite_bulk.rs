@@ -160,7 +160,8 @@ pub(super) async fn insert_activities(
                     .bind(&a.thread_key)?
                     .bind(&a.subject)?
                     .bind(a.direction.as_str())?
-                    .bind(a.details.to_string())?
+                    // Not `to_string`, which goes through `Display` (and a character at a time).
+                    .bind(serde_json::to_string(&a.details).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?)?
                     .bind(a.dedup_kind())?;
             }
             // RETURNING rows come in no promised order: find each by its natural key.
