@@ -143,16 +143,17 @@ impl Tx {
                     .filter_map(|(a, id)| id.map(|id| a.lead_ids.iter().map(move |l| (id, *l))))
                     .flatten()
                     .collect();
-                for chunk in links.chunks(1000) {
-                    let mut qb = QueryBuilder::new("INSERT INTO activity_leads (activity_id, lead_id) ");
-                    qb.push_values(chunk, |mut b, (a, l)| {
-                        b.push_bind(*a).push_bind(*l);
-                    });
-                    qb.push(" ON CONFLICT DO NOTHING");
-                    qb.build()
-                        .execute(&mut **t)
-                        .await
-                        .context("linking activities to leads")?;
+                for chunk in links.chunks(ROWS_PER_INSERT) {
+                    let (activities, leads): (Vec<i64>, Vec<i64>) = chunk.iter().copied().unzip();
+                    sqlx::query(
+                        "INSERT INTO activity_leads (activity_id, lead_id)
+                         SELECT * FROM UNNEST($1::int8[], $2::int8[]) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(activities)
+                    .bind(leads)
+                    .execute(&mut **t)
+                    .await
+                    .context("linking activities to leads")?;
                 }
                 new_ids
             }
@@ -175,39 +176,41 @@ impl Tx {
 }
 
 /// Inserts activities in one statement and returns the natural key of each row inserted (or
-/// upgraded to a reply), with its id: PostgreSQL returns them in no promised order.
+/// upgraded to a reply), with its id: PostgreSQL returns them in no promised order. The rows go
+/// as one array per column: a dozen parameters and a small plan however many rows there are
+/// (a VALUES list of a thousand rows is planned afresh, parameter by parameter, every time).
 async fn insert_returning_keys(
     conn: &mut sqlx::PgConnection,
     chunk: &[&NewActivity],
     now: DateTime<Utc>,
 ) -> Result<Vec<(i64, String, String, String, String)>> {
-    let mut qb = QueryBuilder::new(
+    fn column<'a, T>(chunk: &[&'a NewActivity], f: impl Fn(&'a NewActivity) -> T) -> Vec<T> {
+        chunk.iter().map(|a| f(a)).collect()
+    }
+    sqlx::query_as(
         "INSERT INTO activities (rep_id, kind, occurred_at, source, source_id, thread_key, subject,
-            direction, details, created_at, dedup_kind) ",
-    );
-    qb.push_values(chunk, |mut b, a| {
-        b.push_bind(&a.rep_id)
-            .push_bind(a.kind.as_str())
-            .push_bind(a.occurred_at)
-            .push_bind(a.source.as_str())
-            .push_bind(&a.source_id)
-            .push_bind(&a.thread_key)
-            .push_bind(&a.subject)
-            .push_bind(a.direction.as_str())
-            .push_bind(Json(&a.details))
-            .push_bind(now)
-            .push_bind(a.dedup_kind());
-    });
-    qb.push(
-        // A reply recognised late (its original was logged after it) upgrades the kind.
-        " ON CONFLICT (rep_id, dedup_kind, source, source_id) DO UPDATE SET kind = excluded.kind
-          WHERE activities.kind = 'email_received' AND excluded.kind = 'reply_received'
-          RETURNING id, rep_id, dedup_kind, source, source_id",
-    );
-    qb.build_query_as()
-        .fetch_all(conn)
-        .await
-        .context("recording activities")
+            direction, details, dedup_kind, created_at)
+         SELECT v.*, $11 FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[],
+            $6::text[], $7::text[], $8::text[], $9::jsonb[], $10::text[]) AS v
+         -- A reply recognised late (its original was logged after it) upgrades the kind.
+         ON CONFLICT (rep_id, dedup_kind, source, source_id) DO UPDATE SET kind = excluded.kind
+         WHERE activities.kind = 'email_received' AND excluded.kind = 'reply_received'
+         RETURNING id, rep_id, dedup_kind, source, source_id",
+    )
+    .bind(column(chunk, |a| a.rep_id.as_str()))
+    .bind(column(chunk, |a| a.kind.as_str()))
+    .bind(column(chunk, |a| a.occurred_at))
+    .bind(column(chunk, |a| a.source.as_str()))
+    .bind(column(chunk, |a| a.source_id.as_str()))
+    .bind(column(chunk, |a| a.thread_key.as_deref()))
+    .bind(column(chunk, |a| a.subject.as_deref()))
+    .bind(column(chunk, |a| a.direction.as_str()))
+    .bind(column(chunk, |a| Json(&a.details)))
+    .bind(column(chunk, |a| a.dedup_kind()))
+    .bind(now)
+    .fetch_all(conn)
+    .await
+    .context("recording activities")
 }
 
 impl Store {

@@ -215,36 +215,35 @@ impl Tx {
             Tx::Sqlite(t, _) => return super::sqlite_bulk::insert_seen(t, mailbox_id, rep_id, rows, now).await,
             Tx::Postgres(t) => &mut **t,
         };
+        // One array per column (see `activities::insert_returning_keys`).
         for chunk in rows.chunks(ROWS_PER_INSERT) {
-            {
-                let mut qb = QueryBuilder::new(
-                    "INSERT INTO mail_seen (mailbox_id, folder, item_key, message_id, rep_id, decision, reason,
-                        occurred_at, seen_at, headers, message_key) ",
-                );
-                qb.push_values(chunk, |mut b, r| {
-                    b.push_bind(mailbox_id)
-                        .push_bind(r.folder)
-                        .push_bind(r.item_key)
-                        .push_bind(r.message_id)
-                        .push_bind(rep_id)
-                        .push_bind(r.decision)
-                        .push_bind(r.reason)
-                        .push_bind(r.occurred_at)
-                        .push_bind(now)
-                        .push_bind(r.headers.as_ref().map(sqlx::types::Json))
-                        .push_bind(message_key(r.message_id));
-                });
-                // A message seen before without a lead may count now (matched again after a lead
-                // import): its skipped record is replaced; a counted one never changes.
-                qb.push(
-                    " ON CONFLICT (mailbox_id, folder, item_key) DO UPDATE SET decision = excluded.decision,
-                        reason = excluded.reason WHERE mail_seen.decision = 'skipped'",
-                );
-                qb.build()
-                    .execute(&mut *conn)
-                    .await
-                    .context("recording seen messages")?;
+            fn column<'a, H, T>(chunk: &'a [NewSeenMail<'_, H>], f: impl Fn(&'a NewSeenMail<'_, H>) -> T) -> Vec<T> {
+                chunk.iter().map(f).collect()
             }
+            sqlx::query(
+                "INSERT INTO mail_seen (folder, item_key, message_id, decision, reason, occurred_at, headers,
+                    message_key, mailbox_id, rep_id, seen_at)
+                 SELECT v.*, $9, $10, $11 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[],
+                    $5::text[], $6::timestamptz[], $7::jsonb[], $8::int8[]) AS v
+                 -- A message seen before without a lead may count now (matched again after a lead
+                 -- import): its skipped record is replaced; a counted one never changes.
+                 ON CONFLICT (mailbox_id, folder, item_key) DO UPDATE SET decision = excluded.decision,
+                    reason = excluded.reason WHERE mail_seen.decision = 'skipped'",
+            )
+            .bind(column(chunk, |r| r.folder))
+            .bind(column(chunk, |r| r.item_key))
+            .bind(column(chunk, |r| r.message_id))
+            .bind(column(chunk, |r| r.decision))
+            .bind(column(chunk, |r| r.reason))
+            .bind(column(chunk, |r| r.occurred_at))
+            .bind(column(chunk, |r| r.headers.as_ref().map(sqlx::types::Json)))
+            .bind(column(chunk, |r| message_key(r.message_id)))
+            .bind(mailbox_id)
+            .bind(rep_id)
+            .bind(now)
+            .execute(&mut *conn)
+            .await
+            .context("recording seen messages")?;
         }
         Ok(())
     }

@@ -161,7 +161,10 @@ pub(super) async fn insert_activities(
                     .bind(&a.subject)?
                     .bind(a.direction.as_str())?
                     // Not `to_string`, which goes through `Display` (and a character at a time).
-                    .bind(serde_json::to_string(&a.details).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?)?
+                    .bind(
+                        serde_json::to_string(&a.details)
+                            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?,
+                    )?
                     .bind(a.dedup_kind())?;
             }
             // RETURNING rows come in no promised order: find each by its natural key.
