@@ -21,7 +21,8 @@
 //! | [`doctor`]   | `rapport doctor`: config, database, servers, TLS, logins, clock, one verdict each. |
 //! | [`cli`]      | The `rapport` command line. |
 //! | [`clock`]    | Injected time. |
-// One audited exception: `store::sqlite_bulk` borrows the raw SQLite handle sqlx holds.
+// Two audited exceptions: `store::sqlite_bulk` borrows the raw SQLite handle sqlx holds, and
+// `store::sqlite_alloc` hands SQLite mimalloc's functions.
 #![deny(unsafe_code)]
 
 /// mimalloc instead of the system allocator, for every binary built on this library (the

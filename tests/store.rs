@@ -497,3 +497,25 @@ async fn reps_follow_the_config(db: TestDb) {
             .is_some()
     );
 }
+
+// In the mimalloc the library links (see src/store/sqlite_alloc.rs).
+unsafe extern "C" {
+    fn mi_is_in_heap_region(p: *const std::ffi::c_void) -> bool;
+}
+
+/// SQLite allocates from mimalloc once a store has been opened (SQLite-only: PostgreSQL runs in
+/// its own process). Every test of this file opens a store before any other SQLite use, so
+/// whichever opened first switched SQLite over.
+#[tokio::test]
+async fn sqlite_allocates_with_mimalloc() {
+    let _db = TestDb::sqlite().await;
+    // SAFETY: a block from sqlite3_malloc, looked at while live, then freed by sqlite3_free.
+    let in_mimalloc = unsafe {
+        let p = rusqlite::ffi::sqlite3_malloc(100);
+        assert!(!p.is_null());
+        let in_heap = mi_is_in_heap_region(p);
+        rusqlite::ffi::sqlite3_free(p);
+        in_heap
+    };
+    assert!(in_mimalloc, "SQLite's memory does not come from mimalloc");
+}

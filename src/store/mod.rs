@@ -16,6 +16,7 @@ mod meetings;
 mod ops;
 mod reports;
 mod sequences;
+mod sqlite_alloc;
 mod sqlite_bulk;
 
 use std::str::FromStr;
@@ -103,6 +104,7 @@ impl Store {
     /// and run in WAL mode with a busy timeout and foreign keys on.
     pub async fn connect(url: &str, max_connections: u32, clock: SharedClock) -> Result<Store> {
         let pool = if url.starts_with("sqlite:") {
+            sqlite_alloc::use_mimalloc();
             let opts = SqliteConnectOptions::from_str(url)
                 .with_context(|| format!("invalid SQLite URL {url}"))?
                 .create_if_missing(true)
