@@ -207,6 +207,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_log_that_readers_kept_growing_is_restarted() {
+        // SQLite is opened here without `Store::connect`: its allocator must be set first (by
+        // whichever test gets there first), not while another test initialises SQLite.
+        super::super::sqlite_alloc::use_mimalloc();
         let dir = tempfile::tempdir().unwrap();
         let opts = SqliteConnectOptions::new()
             .filename(dir.path().join("t.db"))

@@ -50,7 +50,9 @@ unsafe extern "C" fn x_shutdown(_: *mut c_void) {}
 
 /// Makes SQLite allocate with mimalloc, if SQLite has not been initialised yet in this process
 /// (it then keeps the C library's allocator, which works the same, only slower). Every SQLite
-/// connection Rapport opens goes through `Store::connect`, which calls this first.
+/// connection Rapport opens goes through `Store::connect`, which calls this first; code that
+/// opens SQLite otherwise (a test) must call it first too: `sqlite3_config` must not run while
+/// another thread initialises SQLite.
 pub(super) fn use_mimalloc() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {

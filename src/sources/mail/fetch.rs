@@ -22,6 +22,8 @@ use chrono::{DateTime, FixedOffset};
 pub struct Fetched {
     data: Vec<u8>,
     messages: Vec<MessageItems>,
+    /// FETCH responses that could not be read as far as their UID.
+    unreadable: usize,
 }
 
 /// The items of one message's FETCH response that a sync reads.
@@ -60,6 +62,24 @@ impl Fetched {
 
     pub fn is_empty(&self) -> bool {
         self.messages.is_empty()
+    }
+
+    /// How many FETCH responses could not be read as far as their UID (their messages are
+    /// missing from [`Self::messages`]).
+    pub fn unreadable(&self) -> usize {
+        self.unreadable
+    }
+
+    /// Adds a message whose response could not be read, known by its UID from elsewhere.
+    pub fn add_unreadable(&mut self, uid: u32) {
+        self.messages.push(MessageItems {
+            uid,
+            draft: false,
+            broken: true,
+            internal_date: None,
+            structure: None,
+            section: None,
+        });
     }
 
     /// The `BODY[…]` section fetched, if the response carried one.
@@ -131,6 +151,7 @@ impl Fetched {
                     self.messages.push(MessageItems { uid, broken: true, ..m });
                 } else {
                     self.data.truncate(mark);
+                    self.unreadable += 1;
                 }
                 return Err(ResponseError { uid, at: r.pos, what });
             }
@@ -483,6 +504,7 @@ mod tests {
         ]);
         let uids: Vec<_> = f.messages().iter().map(|m| (m.uid, m.broken)).collect();
         assert_eq!(uids, [(4, true), (5, true), (6, true), (7, true)]);
+        assert_eq!(f.unreadable(), 2, "two responses broke before their UID");
         let what: Vec<_> = errors.iter().map(|e| (e.uid, e.what)).collect();
         assert_eq!(
             what,

@@ -12,10 +12,13 @@
 //!
 //! Where a response ends is found from the wire format alone (RFC 3501 §4.3, §7.5): a line
 //! ends with CRLF, unless it ends with a literal's announcement `{n}` (or `~{n}` for a binary
-//! literal, RFC 3516), in which case n bytes of data follow and then the line goes on. The
-//! boundary is only a hint: whatever is handed over, async-imap decodes the same stream, so a
-//! misjudged boundary costs speed, never data. Bytes are never held back while the socket has
-//! nothing more to give, so a boundary that is wrong cannot make the connection wait.
+//! literal, RFC 3516), in which case n bytes of data follow and then the line goes on. Status
+//! responses, completions and continuation requests end in free text and never announce one.
+//! For async-imap the boundary is only a hint: it decodes the same stream whatever the pieces,
+//! and bytes are never held back while the socket has nothing more to give, so a misjudged
+//! boundary would cost speed, never data or a stall. Rapport's own reader of FETCH and SEARCH
+//! answers (`imap::run_command`) takes whole responses as found here: for a server that follows
+//! the grammar they are exact.
 
 use std::collections::VecDeque;
 
@@ -33,8 +36,10 @@ pub(super) struct ResponseBuffer {
     /// Ends of the responses found and not yet handed over in full, in order (all past
     /// `start`, none past `scan`), and whether each is a command's tagged completion.
     ends: VecDeque<(usize, bool)>,
-    /// Whether the response being looked through is tagged, once its first byte was seen.
+    /// Whether the response being looked through is tagged, once its first line was seen.
     tagged: Option<bool>,
+    /// The last hand-over ended inside a response.
+    partial: bool,
 }
 
 /// Size of the read-ahead buffer, and of the largest socket read (the buffer grows only while a
@@ -50,6 +55,7 @@ impl ResponseBuffer {
             scan: 0,
             ends: VecDeque::new(),
             tagged: None,
+            partial: false,
         }
     }
 
@@ -111,15 +117,16 @@ impl ResponseBuffer {
                 break;
             }
         }
-        let stop = match stop {
-            Some(end) => end,
-            None if !self.ends.is_empty() || partial => self.end.min(from.saturating_add(limit)),
+        let (stop, inside) = match stop {
+            Some(end) => (end, false),
+            None if !self.ends.is_empty() || partial => (self.end.min(from.saturating_add(limit)), true),
             None => return None,
         };
         if stop == from {
             return None;
         }
         self.start = stop;
+        self.partial = inside;
         Some(&self.buf[from..stop])
     }
 
@@ -133,9 +140,15 @@ impl ResponseBuffer {
         self.ends.front().is_some_and(|&(end, _)| end > self.start)
     }
 
+    /// Whether the next byte to hand over starts a response (no response was handed over in
+    /// part): where [`Self::take_response`] may be called.
+    pub(super) fn at_response_start(&self) -> bool {
+        !self.partial
+    }
+
     /// Hands over the next response whole, if all of it is buffered: for a reader of responses
     /// of its own, where [`Self::take`] feeds a parser that buffers. Call it at a response's
-    /// start, as after a tagged completion.
+    /// start (see [`Self::at_response_start`]), as after a tagged completion.
     pub(super) fn take_response(&mut self) -> Option<&[u8]> {
         if !self.has_response() {
             return None;
@@ -150,16 +163,24 @@ impl ResponseBuffer {
     /// tagged (a command's completion, not `*` or `+`).
     fn response_end(&mut self) -> Option<(usize, bool)> {
         loop {
-            if self.tagged.is_none() {
-                // `scan` is where the response starts.
-                let first = *self.buf.get(self.scan..self.end)?.first()?;
-                self.tagged = Some(first != b'*' && first != b'+');
-            }
             // Past `end` while the rest of a literal is still to come.
             let line = self.buf.get(self.scan..self.end)?;
             let newline = memchr::memchr(b'\n', line)?;
             let line_end = self.scan + newline + 1;
-            match literal_length(&line[..newline]) {
+            let literal = match self.tagged {
+                // The first line of the response: what kind it is decides whether it may
+                // announce a literal. A tagged completion, a continuation request and a status
+                // response (`* OK`, `* NO`, `* BAD`, `* BYE`, `* PREAUTH`) end with human-readable
+                // text, never a literal, whatever the text ends with (RFC 3501 §7.1).
+                None => {
+                    let first = &line[..newline];
+                    let tagged = !matches!(first.first(), Some(b'*' | b'+' | b'\r') | None);
+                    self.tagged = Some(tagged);
+                    literal_length(first).filter(|_| !tagged && first.starts_with(b"* ") && !is_status(&first[2..]))
+                }
+                Some(_) => literal_length(&line[..newline]),
+            };
+            match literal {
                 Some(n) => {
                     // The literal's bytes need no looking at (nor keeping, once handed over).
                     self.scan = line_end + n;
@@ -171,6 +192,15 @@ impl ResponseBuffer {
             }
         }
     }
+}
+
+/// Whether an untagged response (after `* `) is a status response, whose text may end in
+/// anything.
+fn is_status(rest: &[u8]) -> bool {
+    let word = rest.split(|&b| b == b' ' || b == b'\r').next().unwrap_or_default();
+    ["OK", "NO", "BAD", "BYE", "PREAUTH"]
+        .iter()
+        .any(|s| word.eq_ignore_ascii_case(s.as_bytes()))
 }
 
 /// The length a line announces for the literal that follows it: the line (without its LF)
@@ -360,13 +390,59 @@ mod tests {
     }
 
     #[test]
-    fn text_that_looks_like_a_literal_costs_nothing_but_the_boundary() {
-        // A human-readable text ending in "{2}" is taken for a literal announcement: the next
-        // two bytes join this response. The parser still sees every byte, in order.
-        let text = b"* OK note {2}\r\n* 1 EXISTS\r\n";
+    fn status_text_that_looks_like_a_literal_is_text() {
+        // Status responses, completions and continuation requests end in human-readable text:
+        // a "{2}" at its end announces nothing.
+        let text = b"* OK note {2}\r\n* 1 EXISTS\r\nA1 OK done {4}\r\n+ more {1}\r\n* BYE {3}\r\n\r\n";
+        let got = run(text, &[1; 200], usize::MAX);
+        assert_eq!(
+            got,
+            [
+                &b"* OK note {2}\r\n"[..],
+                b"* 1 EXISTS\r\n",
+                b"A1 OK done {4}\r\n",
+                b"+ more {1}\r\n",
+                b"* BYE {3}\r\n",
+                b"\r\n"
+            ]
+        );
+        // Data responses do announce literals, on their first line too.
+        let text = b"* LIST () \"/\" {3}\r\nA B\r\n* 1 FETCH (BODY[] {2}\r\n{})\r\n";
+        let got = run(text, &[1; 200], usize::MAX);
+        assert_eq!(
+            got,
+            [
+                &b"* LIST () \"/\" {3}\r\nA B\r\n"[..],
+                b"* 1 FETCH (BODY[] {2}\r\n{})\r\n"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_empty_line_is_not_a_completion() {
+        let text = b"\r\n* 1 EXISTS\r\n";
         let got = run(text, &[text.len()], usize::MAX);
-        assert_eq!(got.concat(), text);
-        assert_eq!(got[0], b"* OK note {2}\r\n* 1 EXISTS\r\n");
+        assert_eq!(
+            got,
+            [text.to_vec()],
+            "handed over together: the empty line is not tagged"
+        );
+    }
+
+    #[test]
+    fn a_response_handed_over_in_part_is_not_at_a_start() {
+        let mut b = ResponseBuffer::new();
+        let text = b"* 1 FETCH (BODY[] {10}\r\nabc";
+        b.spare()[..text.len()].copy_from_slice(text);
+        b.filled(text.len());
+        assert!(b.at_response_start());
+        assert!(b.take(usize::MAX, true).is_some());
+        assert!(!b.at_response_start());
+        let rest = b"defghij)\r\n";
+        b.spare()[..rest.len()].copy_from_slice(rest);
+        b.filled(rest.len());
+        assert_eq!(b.take(usize::MAX, false), Some(&rest[..]));
+        assert!(b.at_response_start());
     }
 
     #[test]

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::{debug, info, warn};
 
-use super::fetch::Fetched;
+use super::fetch::{Fetched, MessageItems};
 use super::framing::ResponseBuffer;
 use super::headers::FETCHED_FIELDS;
 use super::{FetchedMail, IngestStats, Ingestor, MailHeaders};
@@ -85,6 +85,13 @@ impl Conn {
     /// server has closed the connection.
     async fn response(&mut self) -> std::io::Result<Option<&[u8]>> {
         use tokio::io::AsyncReadExt;
+        if !self.read_ahead.at_response_start() {
+            // async-imap was handed part of a response and dropped before reading the rest
+            // (a cancelled command): the connection is out of step and must be replaced.
+            return Err(std::io::Error::other(
+                "the IMAP connection is in the middle of a response",
+            ));
+        }
         loop {
             if self.read_ahead.has_response() {
                 return Ok(self.read_ahead.take_response());
@@ -651,9 +658,16 @@ async fn run_command(
         }
         let response = String::from_utf8_lossy(response);
         let response = response.trim_end();
+        if response.is_empty() {
+            continue;
+        }
         let status = response.strip_prefix(tag.as_str()).and_then(|r| r.strip_prefix(' '));
+        let ok = |s: &str| {
+            let word = s.split(' ').next().unwrap_or_default();
+            word.eq_ignore_ascii_case("OK")
+        };
         return match status {
-            Some(s) if s.get(..2).is_some_and(|ok| ok.eq_ignore_ascii_case("OK")) => Ok(()),
+            Some(s) if ok(s) => Ok(()),
             Some(s) => Err(SourceError::Transient(anyhow!("{what} failed: {s}"))),
             None => Err(SourceError::Transient(anyhow!(
                 "{what}: unexpected response {response:?}"
@@ -703,14 +717,21 @@ struct RawBatch {
 
 /// Fetches the header fields of `uids`, and the whole message of those that may be bounces.
 async fn fetch_batch(session: &mut Session, folder: &str, uids: &[u32]) -> Result<RawBatch, SourceError> {
-    let headers = io_timeout("UID FETCH", uid_fetch(session, &uid_set(uids), &fetch_items())).await?;
+    let mut headers = io_timeout("UID FETCH", uid_fetch(session, &uid_set(uids), &fetch_items())).await?;
     // Messages asked for but not returned must be gone (expunged); if the server still has any
     // of them, this batch is incomplete and the cursor must not pass it.
     let returned: HashSet<u32> = headers.messages().iter().map(|m| m.uid).collect();
     let missing: Vec<u32> = uids.iter().copied().filter(|u| !returned.contains(u)).collect();
     if !missing.is_empty() {
         let still_there = io_timeout("UID SEARCH", uid_search(session, &format!("UID {}", uid_set(&missing)))).await?;
-        if !still_there.is_empty() {
+        if !still_there.is_empty() && still_there.len() <= headers.unreadable() {
+            // As many responses could not be read (before their UID) as messages are missing:
+            // those are the messages, recorded as unreadable rather than fetched again forever.
+            warn!(%folder, uids = %uid_set(&still_there), "recording messages whose FETCH response could not be read as unreadable");
+            for uid in still_there {
+                headers.add_unreadable(uid);
+            }
+        } else if !still_there.is_empty() {
             return Err(SourceError::Transient(anyhow!(
                 "the server returned {} of {} messages asked for in {folder}",
                 returned.len(),
@@ -764,6 +785,12 @@ impl RawBatch {
             .collect();
         let mut out: Vec<(u32, FetchedMail)> = Vec::with_capacity(self.headers.len());
         for m in self.headers.messages() {
+            if m.broken {
+                // What was read of it may be wrong or short (a flag read after the break is
+                // missing): recorded as unreadable, as a message that cannot be parsed.
+                out.push((m.uid, self.mail(folder, validity, m, None)));
+                continue;
+            }
             let draft = m.draft;
             let structure_names = || self.headers.attachment_names(m);
             let headers = match whole.get(&m.uid).and_then(|b| MailHeaders::parse(b)) {
@@ -783,18 +810,21 @@ impl RawBatch {
                         ..h
                     }),
             };
-            out.push((
-                m.uid,
-                FetchedMail {
-                    folder: folder.to_owned(),
-                    item_key: format!("{validity}:{}", m.uid),
-                    headers,
-                    internal_date: self.headers.internal_date(m).map(|d| d.with_timezone(&Utc)),
-                },
-            ));
+            out.push((m.uid, self.mail(folder, validity, m, headers)));
         }
+        // A server may answer for a message twice: the first answer counts.
         out.sort_by_key(|(uid, _)| *uid);
+        out.dedup_by_key(|(uid, _)| *uid);
         out.into_iter().map(|(_, m)| m).collect()
+    }
+
+    fn mail(&self, folder: &str, validity: u32, m: &MessageItems, headers: Option<MailHeaders>) -> FetchedMail {
+        FetchedMail {
+            folder: folder.to_owned(),
+            item_key: format!("{validity}:{}", m.uid),
+            headers,
+            internal_date: self.headers.internal_date(m).map(|d| d.with_timezone(&Utc)),
+        }
     }
 }
 
@@ -1016,6 +1046,35 @@ fn percent_decode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn broken_and_repeated_answers_make_one_unreadable_or_one_readable_message() {
+        let mut headers = Fetched::default();
+        let responses: [&[u8]; 4] = [
+            b"* 1 FETCH (UID 5 BODY[HEADER.FIELDS (FROM)] {21}\r\nFrom: a@b.example\r\n\r\n)\r\n",
+            // The section was read, then the response broke: what came after it is unknown.
+            b"* 2 FETCH (UID 6 BODY[HEADER.FIELDS (FROM)] {21}\r\nFrom: a@b.example\r\n\r\n FLAGS (\\Draft\r\n",
+            // The same message answered twice.
+            b"* 1 FETCH (UID 5 BODY[HEADER.FIELDS (FROM)] {21}\r\nFrom: c@d.example\r\n\r\n)\r\n",
+            b"* 3 FETCH (FLAGS (\r\n",
+        ];
+        for r in responses {
+            let _ = headers.read_response(r);
+        }
+        assert_eq!(headers.unreadable(), 1);
+        headers.add_unreadable(7);
+        let mail = RawBatch {
+            headers,
+            bodies: Fetched::default(),
+        }
+        .parse("INBOX", 9);
+        let keys: Vec<_> = mail
+            .iter()
+            .map(|m| (m.item_key.as_str(), m.headers.is_some()))
+            .collect();
+        assert_eq!(keys, [("9:5", true), ("9:6", false), ("9:7", false)]);
+        assert_eq!(mail[0].headers.as_ref().unwrap().from, ["a@b.example"]);
+    }
 
     #[test]
     fn uid_sets_are_compressed() {
