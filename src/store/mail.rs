@@ -71,21 +71,41 @@ impl Store {
                 break;
             }
             let mut tx = self.begin().await?;
-            for (mailbox, folder, item, message_id) in &rows {
-                with_tx!(&mut tx, |conn| {
+            match &mut tx {
+                // In-process: one statement per row costs no round trip.
+                Tx::Sqlite(conn, _) => {
+                    for (mailbox, folder, item, message_id) in &rows {
+                        sqlx::query(
+                            "UPDATE mail_seen SET message_key = $1
+                             WHERE mailbox_id = $2 AND folder = $3 AND item_key = $4",
+                        )
+                        .bind(message_key(message_id))
+                        .bind(mailbox)
+                        .bind(folder)
+                        .bind(item)
+                        .execute(&mut **conn)
+                        .await
+                        .context("keying a message seen")?;
+                    }
+                }
+                // Over the network: the whole chunk in one statement, one array per column.
+                Tx::Postgres(conn) => {
+                    let column = |f: fn(&(String, String, String, String)) -> &str| -> Vec<&str> {
+                        rows.iter().map(f).collect()
+                    };
                     sqlx::query(
-                        "UPDATE mail_seen SET message_key = $1
-                         WHERE mailbox_id = $2 AND folder = $3 AND item_key = $4",
+                        "UPDATE mail_seen AS m SET message_key = v.key
+                         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[]) AS v(mailbox_id, folder, item_key, key)
+                         WHERE m.mailbox_id = v.mailbox_id AND m.folder = v.folder AND m.item_key = v.item_key",
                     )
-                    .bind(message_key(message_id))
-                    .bind(mailbox)
-                    .bind(folder)
-                    .bind(item)
-                    .execute(&mut *conn)
+                    .bind(column(|r| &r.0))
+                    .bind(column(|r| &r.1))
+                    .bind(column(|r| &r.2))
+                    .bind(rows.iter().map(|r| message_key(&r.3)).collect::<Vec<i64>>())
+                    .execute(&mut **conn)
                     .await
-                    .map(|_| ())
-                })
-                .context("keying a message seen")?;
+                    .context("keying messages seen")?;
+                }
             }
             tx.commit().await?;
             filled += rows.len();
