@@ -1,7 +1,8 @@
 //! Backfill throughput against a real Dovecot on loopback: 50,000 generated messages, synced
 //! by Rapport into SQLite and PostgreSQL, as a ratio to a raw client measured in the same run
 //! that fetches the same header fields over the same IMAP code (async-imap for the session,
-//! Rapport's own reader of the FETCH answer), in the same batches, and throws them away.
+//! Rapport's own reader of the FETCH and SEARCH answers), in the same batches, and throws them
+//! away.
 //! Dovecot is warmed first (its cache then holds the header fields), and the raw client runs
 //! right before each Rapport run.
 //!

@@ -48,7 +48,8 @@ pub(super) fn message_key(message_id: &str) -> i64 {
     i64::from_ne_bytes(hash.to_ne_bytes())
 }
 
-/// Rows of `mail_seen` given a key per statement when filling keys.
+/// Rows of `mail_seen` given a key per transaction when filling keys (on PostgreSQL, in one
+/// statement).
 const KEYS_PER_TX: i64 = 5_000;
 
 impl Store {

@@ -191,15 +191,13 @@ impl AsyncWrite for Conn {
 
 pub type Session = async_imap::Session<Conn>;
 
-/// Runs a network step with [`IO_TIMEOUT`].
+/// Runs a network step with [`IO_TIMEOUT`]; its error becomes a transient one, with `what` as context.
 async fn io<T, E: Into<anyhow::Error>>(what: &str, fut: impl Future<Output = Result<T, E>>) -> Result<T, SourceError> {
-    match tokio::time::timeout(IO_TIMEOUT, fut).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(SourceError::Transient(e.into().context(what.to_owned()))),
-        Err(_) => Err(SourceError::Transient(anyhow!(
-            "{what}: no answer within {IO_TIMEOUT:?}"
-        ))),
-    }
+    io_timeout(what, async {
+        fut.await
+            .map_err(|e| SourceError::Transient(e.into().context(what.to_owned())))
+    })
+    .await
 }
 
 /// Fails when the server closed the connection while `what` ran: its answer may be cut short
