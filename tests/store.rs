@@ -393,7 +393,7 @@ async fn a_reply_decided_before_its_original_is_stored(db: TestDb) {
             "In-Reply-To: <offer@example.com>\r\n",
         ),
     );
-    let mut sent_before = std::collections::HashSet::new();
+    let mut sent_before = rapport::sources::mail::SentBefore::default();
     let (first_batch, second_batch) = ([offer], [answer]);
     let mut tx = ingestor.begin().await.unwrap();
     let first = ingestor.decide(&mut tx, &first_batch, &mut sent_before).await.unwrap();

@@ -1,7 +1,7 @@
 //! What a mail domain is to the company: its own, a free-mail provider, blocked, or a
 //! prospect's company.
 
-use std::collections::HashSet;
+use foldhash::HashSet;
 
 use crate::address::domain_within;
 use crate::config::Config;

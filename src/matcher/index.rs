@@ -1,6 +1,6 @@
 //! The in-memory lookup the matcher uses: lead ids by address, company ids by domain.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 /// Leads and companies, as loaded from the store.
 #[derive(Debug, Clone, Default)]

@@ -111,8 +111,13 @@ pub enum MailDecision {
 impl MailDecision {
     /// One line for `rapport explain` and the `mail_seen` table.
     pub fn explain(&self) -> String {
+        use fmt::Write as _;
+        // Built piece by piece: one is written for every message seen (`mail_seen.reason`).
+        let mut s = String::with_capacity(96);
         match self {
-            MailDecision::Skip(r) => format!("not counted: {r}"),
+            MailDecision::Skip(r) => {
+                let _ = write!(s, "not counted: {r}");
+            }
             MailDecision::Count {
                 kind,
                 leads,
@@ -120,26 +125,32 @@ impl MailDecision {
                 auto_reply,
                 ..
             } => {
-                let who: Vec<String> = leads
-                    .iter()
-                    .map(|l| match l {
-                        LeadMatch::Known { address, .. } => format!("{address} (lead)"),
-                        LeadMatch::AtCompany { address, .. } => {
-                            format!("{address} (new lead, company matched by domain)")
-                        }
-                        LeadMatch::Unknown { address } => format!("{address} (new lead, unknown sender)"),
-                    })
-                    .collect();
-                let mut s = format!("counted as {kind} for {}", who.join(", "));
+                s.push_str("counted as ");
+                s.push_str(kind.as_str());
+                s.push_str(" for ");
+                for (i, l) in leads.iter().enumerate() {
+                    if i > 0 {
+                        s.push_str(", ");
+                    }
+                    let (address, what) = match l {
+                        LeadMatch::Known { address, .. } => (address, " (lead)"),
+                        LeadMatch::AtCompany { address, .. } => (address, " (new lead, company matched by domain)"),
+                        LeadMatch::Unknown { address } => (address, " (new lead, unknown sender)"),
+                    };
+                    s.push_str(address);
+                    s.push_str(what);
+                }
                 if let Some(a) = answers {
-                    s.push_str(&format!("; answers <{a}>"));
+                    s.push_str("; answers <");
+                    s.push_str(a);
+                    s.push('>');
                 }
                 if let Some(sig) = auto_reply {
-                    s.push_str(&format!("; auto-reply because of {sig:?}"));
+                    let _ = write!(s, "; auto-reply because of {sig:?}");
                 }
-                s
             }
         }
+        s
     }
 }
 

@@ -2,7 +2,8 @@
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashMapExt};
+use std::collections::HashSet;
 
 use sqlx::QueryBuilder;
 use sqlx::types::Json;
@@ -103,7 +104,7 @@ impl Tx {
         // One row per natural key: PostgreSQL refuses to update a row twice in one statement.
         // A key that comes twice counts once; a reply beats plain received mail.
         let mut unique: Vec<&NewActivity> = Vec::with_capacity(list.len());
-        let mut position: HashMap<(&str, &str, &str, &str), usize> = HashMap::new();
+        let mut position: HashMap<(&str, &str, &str, &str), usize> = HashMap::with_capacity(list.len());
         for a in list {
             let key = (
                 a.rep_id.as_str(),

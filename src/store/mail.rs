@@ -198,8 +198,8 @@ impl Tx {
     /// Which of `ids` are Message-IDs of outbound mail this rep sent (by hand or by sequence),
     /// as this transaction sees them (a batch of mail is decided inside the transaction that
     /// stores it, and maybe the batches before it).
-    pub async fn outbound_message_ids(&mut self, rep_id: &str, ids: &[&str]) -> Result<HashSet<String>> {
-        let mut found = HashSet::new();
+    pub async fn outbound_message_ids(&mut self, rep_id: &str, ids: &[&str]) -> Result<foldhash::HashSet<String>> {
+        let mut found = foldhash::HashSet::default();
         for chunk in ids.chunks(500) {
             let rows: Vec<String> = with_tx!(self, |conn| {
                 let mut qb = QueryBuilder::new(

@@ -250,3 +250,37 @@ fn inbound_links_copied_leads_too() {
     assert_eq!(leads.len(), 2);
     assert_eq!(leads[1].address(), "new.person@acme.example");
 }
+
+#[test]
+fn explanations_name_kind_leads_answer_and_signal() {
+    let d = MailDecision::Count {
+        kind: ActivityKind::ReplyReceived,
+        direction: Direction::Inbound,
+        leads: vec![
+            LeadMatch::Known {
+                id: 1,
+                address: "sara@acme.example".into(),
+            },
+            LeadMatch::AtCompany {
+                address: "new@acme.example".into(),
+                company_id: 10,
+            },
+            LeadMatch::Unknown {
+                address: "x@y.example".into(),
+            },
+        ],
+        answers: Some("sent-1@example.com".into()),
+        auto_reply: Some(AutoReplySignal::VendorHeader),
+        bounced: Vec::new(),
+    };
+    assert_eq!(
+        d.explain(),
+        "counted as reply_received for sara@acme.example (lead), new@acme.example (new lead, company \
+         matched by domain), x@y.example (new lead, unknown sender); answers <sent-1@example.com>; \
+         auto-reply because of VendorHeader"
+    );
+    assert_eq!(
+        MailDecision::Skip(SkipReason::Bulk("List-Id")).explain(),
+        "not counted: bulk or list mail (List-Id)"
+    );
+}

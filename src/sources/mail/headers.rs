@@ -6,6 +6,8 @@ use mail_parser::{Address, HeaderName, HeaderValue, Message, MessageParser, Mime
 
 use crate::address;
 
+mod simple;
+
 /// The header fields IMAP fetches for each message (`BODY.PEEK[HEADER.FIELDS (...)]`).
 pub const FETCHED_FIELDS: &str = "MESSAGE-ID FROM TO CC BCC DATE SUBJECT IN-REPLY-TO REFERENCES \
     AUTO-SUBMITTED PRECEDENCE LIST-ID LIST-UNSUBSCRIBE CONTENT-TYPE X-AUTOREPLY X-AUTORESPOND \
@@ -78,11 +80,10 @@ fn rfc3339<S: serde::Serializer>(date: &Option<DateTime<Utc>>, s: S) -> Result<S
 impl MailHeaders {
     /// Parses a whole message or just its header block.
     pub fn parse(raw: &[u8]) -> Option<MailHeaders> {
-        let msg = MessageParser::default().parse(raw)?;
-        if msg.headers().is_empty() {
-            return None;
-        }
-        let mut h = from_message(&msg);
+        let mut h = match simple::parse(raw) {
+            Some(h) => h,
+            None => parse_any(raw)?,
+        };
         if h.is_delivery_report || looks_like_bounce_sender(&h) {
             for r in dsn_failed_recipients(raw) {
                 if !h.failed_recipients.contains(&r) {
@@ -135,6 +136,15 @@ impl MailHeaders {
     }
 }
 
+/// Any message or header block, by mail-parser (`None` when it finds no header field).
+fn parse_any(raw: &[u8]) -> Option<MailHeaders> {
+    let msg = MessageParser::default().parse(raw)?;
+    if msg.headers().is_empty() {
+        return None;
+    }
+    Some(from_message(&msg))
+}
+
 fn from_message(msg: &Message<'_>) -> MailHeaders {
     // Fields read raw (most of them mail-parser knows only by name), in one pass over the
     // header; the last occurrence wins, as with `Message::header_raw`.
@@ -159,8 +169,6 @@ fn from_message(msg: &Message<'_>) -> MailHeaders {
             .get(h.offset_start as usize..h.offset_end as usize)
             .and_then(|v| std::str::from_utf8(v).ok());
     }
-    let text =
-        |v: Option<&str>| -> Option<String> { v.map(|v| v.trim().to_ascii_lowercase()).filter(|v| !v.is_empty()) };
     let content_type = msg
         .header(HeaderName::ContentType)
         .and_then(HeaderValue::as_content_type);
@@ -171,11 +179,7 @@ fn from_message(msg: &Message<'_>) -> MailHeaders {
                 .attribute("report-type")
                 .is_some_and(|r| r.eq_ignore_ascii_case("delivery-status"))
     });
-    let failed_recipients = other
-        .x_failed_recipients
-        .map(|v| v.split(',').filter_map(|a| address::normalize(a).ok()).collect())
-        .unwrap_or_default();
-    MailHeaders {
+    let mut h = MailHeaders {
         message_id: msg.message_id().map(clean_id).filter(|s| !s.is_empty()),
         from: addresses(msg.from()),
         to: addresses(msg.to()),
@@ -188,18 +192,14 @@ fn from_message(msg: &Message<'_>) -> MailHeaders {
         subject: msg.subject().map(|s| s.trim().to_owned()),
         in_reply_to: ids(msg.in_reply_to()),
         references: ids(msg.references()),
-        auto_submitted: text(other.auto_submitted),
-        precedence: text(other.precedence),
         has_list_id: !msg.list_id().is_empty(),
         has_list_unsubscribe: !msg.list_unsubscribe().is_empty(),
-        vendor_auto_reply: text(other.x_autoreply).is_some_and(|v| v != "no")
-            || text(other.x_autorespond).is_some()
-            || text(other.x_auto_response_suppress).is_some_and(|v| v.contains("oof") || v == "all"),
         is_delivery_report,
-        failed_recipients,
-        draft: false,
         attachments: attachment_names(msg),
-    }
+        ..MailHeaders::default()
+    };
+    other.apply(&mut h);
+    h
 }
 
 /// The file names of a parsed message's attachments (none when only headers were parsed).
@@ -223,6 +223,22 @@ struct OtherFields<'a> {
     x_autorespond: Option<&'a str>,
     x_auto_response_suppress: Option<&'a str>,
     x_failed_recipients: Option<&'a str>,
+}
+
+impl OtherFields<'_> {
+    /// Sets what these fields tell: automated-mail markers and failed recipients.
+    fn apply(&self, h: &mut MailHeaders) {
+        let text = |v: Option<&str>| v.map(|v| v.trim().to_ascii_lowercase()).filter(|v| !v.is_empty());
+        h.auto_submitted = text(self.auto_submitted);
+        h.precedence = text(self.precedence);
+        h.vendor_auto_reply = text(self.x_autoreply).is_some_and(|v| v != "no")
+            || text(self.x_autorespond).is_some()
+            || text(self.x_auto_response_suppress).is_some_and(|v| v.contains("oof") || v == "all");
+        h.failed_recipients = self
+            .x_failed_recipients
+            .map(|v| v.split(',').filter_map(|a| address::normalize(a).ok()).collect())
+            .unwrap_or_default();
+    }
 }
 
 fn addresses(a: Option<&Address<'_>>) -> Vec<String> {
@@ -257,9 +273,11 @@ fn ids(v: &HeaderValue<'_>) -> Vec<String> {
 pub fn may_be_bounce(raw: &[u8]) -> bool {
     const MARKS: [&[u8]; 3] = [b"multipart/report", b"mailer-daemon", b"postmaster"];
     let at = |i: usize| {
+        // The second letter first: it rules out almost every `m` and `p` of a header block.
+        let second = raw.get(i + 1).map(u8::to_ascii_lowercase);
         MARKS
             .iter()
-            .any(|m| raw.get(i..i + m.len()).is_some_and(|w| w.eq_ignore_ascii_case(m)))
+            .any(|m| second == Some(m[1]) && raw.get(i..i + m.len()).is_some_and(|w| w.eq_ignore_ascii_case(m)))
     };
     // Every mark starts with `m` or `p`: compare only there (found a vector at a time).
     memchr::memchr2_iter(b'm', b'M', raw).any(at) || memchr::memchr2_iter(b'p', b'P', raw).any(at)

@@ -552,7 +552,7 @@ async fn pipeline(
     let store = AbortOnDropHandle::new(tokio::spawn(async move {
         let mut stats = IngestStats::default();
         let mut stored_last = None;
-        let mut sent_before = HashSet::new();
+        let mut sent_before = super::SentBefore::default();
         while let Some(mut next) = parsed_rx.recv().await {
             let mut tx = storer.begin().await?;
             let mut last_in_tx;

@@ -4,7 +4,9 @@
 //! crash can neither lose a message nor count it twice.
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+
+use foldhash::HashSet;
 use std::sync::Arc;
 
 use anyhow::Result;
@@ -18,6 +20,10 @@ use crate::address;
 use crate::config::{Config, PrivacyConfig, RepConfig, UnknownSenders};
 use crate::matcher::{DomainClass, DomainRules, LeadIndex, LeadMatch, MailDecision, MailMatcher, RepView, SkipReason};
 use crate::store::{NewSeenMail, Store, SyncCursor, Tx};
+
+/// The Message-IDs of the outbound mail a sync has decided so far (see [`Ingestor::decide`]).
+/// foldhash, not the standard library's SipHash: it is asked about every message.
+pub type SentBefore = HashSet<String>;
 
 /// One message as a source read it.
 #[derive(Debug, Clone)]
@@ -172,7 +178,7 @@ impl Ingestor {
     /// Processes a batch and, in the same transaction, moves `cursor` forward.
     pub async fn ingest(&self, batch: &[FetchedMail], cursor: Option<&SyncCursor>) -> Result<IngestStats> {
         let mut tx = self.begin().await?;
-        let decided = self.decide(&mut tx, batch, &mut HashSet::new()).await?;
+        let decided = self.decide(&mut tx, batch, &mut HashSet::default()).await?;
         let stats = self.store(&mut tx, batch, decided, cursor).await?;
         self.commit(tx).await?;
         Ok(stats)
@@ -205,7 +211,7 @@ impl Ingestor {
         &self,
         tx: &mut IngestTx,
         batch: &[FetchedMail],
-        sent_before: &mut HashSet<String>,
+        sent_before: &mut SentBefore,
     ) -> Result<Decided> {
         let now = self.store.now();
         // Outbound messages this rep sent earlier, for telling replies apart.
@@ -219,7 +225,7 @@ impl Ingestor {
             .into_iter()
             .collect();
         let mut outbound = if referenced.is_empty() {
-            HashSet::new()
+            HashSet::default()
         } else {
             tx.tx.outbound_message_ids(&self.rep_id, &referenced).await?
         };

@@ -10,4 +10,4 @@ pub mod maildir;
 pub mod verify;
 
 pub use headers::MailHeaders;
-pub use ingest::{FetchedMail, IngestStats, IngestTx, Ingestor, MatchRules, NewLeads};
+pub use ingest::{FetchedMail, IngestStats, IngestTx, Ingestor, MatchRules, NewLeads, SentBefore};
