@@ -1,5 +1,7 @@
 //! The header fields Rapport reads from a message, parsed leniently: a broken header yields
 //! `None` or an empty list, never an error, so one bad message never stalls a mailbox.
+//! Header blocks of the plain shape (most of what IMAP returns) are read by the `simple`
+//! module, the rest by mail-parser, with the same results.
 
 use chrono::{DateTime, TimeZone, Utc};
 use mail_parser::{Address, HeaderName, HeaderValue, Message, MessageParser, MimeHeaders};
