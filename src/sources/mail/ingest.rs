@@ -5,12 +5,11 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-
-use foldhash::HashSet;
 use std::sync::Arc;
 
 use anyhow::Result;
 use chrono::{DateTime, Duration, Utc};
+use foldhash::HashSet;
 use tokio::sync::RwLock;
 use tracing::{debug, warn};
 

@@ -1,8 +1,8 @@
 //! A reader for the usual shape of a fetched header block, for the IMAP backfill's hot path.
 //!
 //! mail-parser reads any message, however broken, and decodes everything it knows: on the
-//! header blocks IMAP returns it was more than half of the cost of parsing them (a tenth of
-//! all the work of a backfill; BENCHMARKS.md has the measurements). Most header blocks are
+//! header blocks IMAP returns it was more than half of the cost of parsing them (an eighth of
+//! all the instructions of a backfill; BENCHMARKS.md has the measurements). Most header blocks are
 //! plain: ASCII, CRLF line ends, one of each field, addresses as `a@b` or `Name <a@b>`, ids as
 //! `<id>`, a date in RFC 5322's own format, no encoded words. This reads exactly that shape
 //! and gives up (`None`) on the first thing outside it (a comment, a group, an encoded word,
