@@ -230,15 +230,17 @@ pub fn search_uids(response: &[u8]) -> impl Iterator<Item = u32> + '_ {
     })
 }
 
+/// Month names as mail dates write them (INTERNALDATE here, the Date field in `headers`).
+pub(super) const MONTHS: [&[u8]; 12] = [
+    b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
+];
+
 /// An INTERNALDATE (`date-time` of RFC 3501: `"17-Jul-1996 02:44:25 -0700"`, the day maybe
 /// padded with a space).
 fn internal_date(raw: &[u8]) -> Option<DateTime<FixedOffset>> {
     let raw = raw.trim_ascii_start();
     let (day, rest) = raw.split_at(raw.iter().position(|&b| b == b'-')?);
     let rest = &rest[1..];
-    const MONTHS: [&[u8]; 12] = [
-        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
-    ];
     let month = MONTHS
         .iter()
         .position(|m| rest.get(..3).is_some_and(|r| r.eq_ignore_ascii_case(m)))?;

@@ -12,6 +12,7 @@
 
 use chrono::{TimeZone, Utc};
 
+use super::super::fetch::MONTHS;
 use super::{MailHeaders, OtherFields};
 
 /// The header fields of `raw`, when `raw` is a header block of the plain shape (above).
@@ -382,9 +383,6 @@ fn content_type(v: &[u8]) -> Option<(&str, &str)> {
     Some((std::str::from_utf8(ctype).ok()?, std::str::from_utf8(subtype).ok()?))
 }
 
-const MONTHS: [&[u8]; 12] = [
-    b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
-];
 const DAYS: [&[u8]; 7] = [b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun"];
 
 /// `[Ddd, ]D Mmm YYYY HH:MM[:SS] ±HHMM`, maybe followed by a comment of letters such as

@@ -264,38 +264,32 @@ fn block(rng: &mut Rng) -> Vec<u8> {
         address_list(rng)
     };
     add(rng, 95, "From", v);
-    let v = address_list(rng);
-    add(rng, 90, "To", v);
-    let v = address_list(rng);
-    add(rng, 30, "Cc", v);
-    let v = address_list(rng);
-    add(rng, 5, "Bcc", v);
-    let v = rng.mostly(DATES).to_owned();
-    add(rng, 90, "Date", v);
-    let v = rng.mostly(SUBJECTS).to_owned();
-    add(rng, 90, "Subject", v);
-    let v = id_list(rng);
-    add(rng, 30, "In-Reply-To", v);
-    let v = id_list(rng);
-    add(rng, 30, "References", v);
-    let v = rng.mostly(AUTOMATED).to_owned();
-    add(rng, 10, "Auto-Submitted", v);
-    let v = rng.mostly(AUTOMATED).to_owned();
-    add(rng, 10, "Precedence", v);
-    let v = rng.mostly(LISTS).to_owned();
-    add(rng, 20, "List-Id", v);
-    let v = rng.mostly(LISTS).to_owned();
-    add(rng, 20, "List-Unsubscribe", v);
-    let v = rng.mostly(CONTENT_TYPES).to_owned();
-    add(rng, 60, "Content-Type", v);
-    let v = rng.mostly(AUTOMATED).to_owned();
-    add(rng, 5, "X-Autoreply", v);
-    let v = rng.mostly(AUTOMATED).to_owned();
-    add(rng, 5, "X-Autorespond", v);
-    let v = rng.mostly(AUTOMATED).to_owned();
-    add(rng, 5, "X-Auto-Response-Suppress", v);
-    let v = rng.mostly(FAILED).to_owned();
-    add(rng, 5, "X-Failed-Recipients", v);
+    for (name, percent) in [("To", 90), ("Cc", 30), ("Bcc", 5)] {
+        let v = address_list(rng);
+        add(rng, percent, name, v);
+    }
+    for name in ["In-Reply-To", "References"] {
+        let v = id_list(rng);
+        add(rng, 30, name, v);
+    }
+    // The rest from their pools: name, how often it is there, its values.
+    let pooled = [
+        ("Date", 90, DATES),
+        ("Subject", 90, SUBJECTS),
+        ("Auto-Submitted", 10, AUTOMATED),
+        ("Precedence", 10, AUTOMATED),
+        ("List-Id", 20, LISTS),
+        ("List-Unsubscribe", 20, LISTS),
+        ("Content-Type", 60, CONTENT_TYPES),
+        ("X-Autoreply", 5, AUTOMATED),
+        ("X-Autorespond", 5, AUTOMATED),
+        ("X-Auto-Response-Suppress", 5, AUTOMATED),
+        ("X-Failed-Recipients", 5, FAILED),
+    ];
+    for (name, percent, pool) in pooled {
+        let v = rng.mostly(pool).to_owned();
+        add(rng, percent, name, v);
+    }
     if rng.chance(30) {
         fields.push(format!("{}\r\n", rng.pick(OTHERS)));
     }
