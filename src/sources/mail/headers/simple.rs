@@ -17,9 +17,14 @@ use super::{MailHeaders, OtherFields};
 
 /// The header fields of `raw`, when `raw` is a header block of the plain shape (above).
 pub(super) fn parse(raw: &[u8]) -> Option<MailHeaders> {
-    // A header block ends with the empty line, and nothing follows it.
-    let block = raw.strip_suffix(b"\r\n")?;
-    if block.is_empty() || !block.ends_with(b"\r\n") || !plain_bytes(block) {
+    // A header block ends with its first empty line. Anything after it (a whole message, from
+    // Maildir or a bounce's body) goes to mail-parser before any byte of the body is looked at.
+    if memchr::memmem::find(raw, b"\r\n\r\n")? + 4 != raw.len() {
+        return None;
+    }
+    // The fields, each with its line end.
+    let block = &raw[..raw.len() - 2];
+    if !plain_bytes(block) {
         return None;
     }
     let mut f = Fields::default();
