@@ -10,6 +10,8 @@
 //! the block with mail-parser: it never guesses. The differential tests below hold its answer
 //! to mail-parser's wherever it gives one.
 
+use std::sync::LazyLock;
+
 use chrono::{TimeZone, Utc};
 
 use super::super::fetch::MONTHS;
@@ -19,7 +21,7 @@ use super::{MailHeaders, OtherFields};
 pub(super) fn parse(raw: &[u8]) -> Option<MailHeaders> {
     // A header block ends with its first empty line. Anything after it (a whole message, from
     // Maildir or a bounce's body) goes to mail-parser before any byte of the body is looked at.
-    if memchr::memmem::find(raw, b"\r\n\r\n")? + 4 != raw.len() {
+    if EMPTY_LINE.find(raw)? + 4 != raw.len() {
         return None;
     }
     // The fields, each with its line end.
@@ -93,6 +95,10 @@ pub(super) fn parse(raw: &[u8]) -> Option<MailHeaders> {
     other.apply(&mut h);
     Some(h)
 }
+
+/// The end of a header block. Built once: building a searcher cost more than the search.
+static EMPTY_LINE: LazyLock<memchr::memmem::Finder<'static>> =
+    LazyLock::new(|| memchr::memmem::Finder::new(b"\r\n\r\n"));
 
 /// A raw value as text (`Some(None)` for a field that is not there).
 fn text(v: Option<&[u8]>) -> Option<Option<&str>> {
