@@ -247,12 +247,6 @@ fn is_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\r' | b'\n')
 }
 
-fn trim(v: &[u8]) -> &[u8] {
-    let start = v.iter().position(|&b| !is_space(b)).unwrap_or(v.len());
-    let end = v.iter().rposition(|&b| !is_space(b)).map_or(start, |e| e + 1);
-    &v[start..end]
-}
-
 /// RFC 5322 `atext`.
 fn is_atext(b: u8) -> bool {
     CLASS[b as usize] & ATEXT != 0
@@ -261,7 +255,7 @@ fn is_atext(b: u8) -> bool {
 /// `<id> <id> …`, separated by white space only; at least one.
 fn ids(v: &[u8]) -> Option<Vec<String>> {
     let mut out = Vec::new();
-    let mut rest = trim(v);
+    let mut rest = v.trim_ascii();
     while !rest.is_empty() {
         let inner = rest.strip_prefix(b"<")?;
         let close = inner.iter().position(|&b| b == b'>')?;
@@ -270,7 +264,7 @@ fn ids(v: &[u8]) -> Option<Vec<String>> {
             return None;
         }
         out.push(String::from_utf8(id.to_vec()).ok()?);
-        rest = trim(&inner[close + 1..]);
+        rest = inner[close + 1..].trim_ascii();
     }
     (!out.is_empty()).then_some(out)
 }
@@ -293,7 +287,7 @@ fn addresses(v: &[u8]) -> Option<Vec<String>> {
                 b == b',' && !quoted
             })
             .unwrap_or(rest.len());
-        let addr = mailbox(trim(&rest[..end]))?;
+        let addr = mailbox(rest[..end].trim_ascii())?;
         if let Ok(a) = crate::address::normalize(std::str::from_utf8(addr).ok()?) {
             out.push(a);
         }
@@ -310,7 +304,7 @@ fn mailbox(entry: &[u8]) -> Option<&[u8]> {
         return addr_spec(entry);
     };
     let inner = entry[open + 1..].strip_suffix(b">")?;
-    let name = trim(&entry[..open]);
+    let name = entry[..open].trim_ascii();
     let name_ok = match name.strip_prefix(b"\"").and_then(|n| n.strip_suffix(b"\"")) {
         Some(quoted) => !quoted.iter().any(|&b| b == b'"' || b == b'\\'),
         None => name.iter().all(|&b| is_atext(b) || b == b'.' || is_space(b)),
@@ -330,7 +324,7 @@ fn addr_spec(v: &[u8]) -> Option<&[u8]> {
 fn subject(v: &[u8]) -> Option<String> {
     let mut out = String::new();
     for line in v.split(|&b| b == b'\n') {
-        let line = trim(line);
+        let line = line.trim_ascii();
         if line.is_empty() {
             continue;
         }
@@ -345,7 +339,7 @@ fn subject(v: &[u8]) -> Option<String> {
 /// Whether a `List-Id` or `List-Unsubscribe` field names something: `<…>` items separated by
 /// commas, the first one maybe after a plain name. A field of another shape gives `None`.
 fn list(v: &[u8]) -> Option<bool> {
-    let v = trim(v);
+    let v = v.trim_ascii();
     let open = v.iter().position(|&b| b == b'<')?;
     let name = &v[..open];
     if !name.iter().all(|&b| is_atext(b) || b == b'.' || is_space(b)) {
@@ -359,11 +353,11 @@ fn list(v: &[u8]) -> Option<bool> {
         if item.is_empty() || !item.iter().all(|&b| b.is_ascii_graphic() && !b"<\"(),;".contains(&b)) {
             return None;
         }
-        rest = trim(&inner[close + 1..]);
+        rest = inner[close + 1..].trim_ascii();
         if rest.is_empty() {
             return Some(true);
         }
-        rest = trim(rest.strip_prefix(b",")?);
+        rest = rest.strip_prefix(b",")?.trim_ascii();
     }
 }
 
@@ -372,19 +366,19 @@ fn list(v: &[u8]) -> Option<bool> {
 fn content_type(v: &[u8]) -> Option<(&str, &str)> {
     let token = |v: &[u8]| (!v.is_empty() && v.iter().all(|&b| CLASS[b as usize] & TOKEN != 0)).then_some(());
     let mut parts = v.split(|&b| b == b';');
-    let full = trim(parts.next()?);
+    let full = parts.next()?.trim_ascii();
     let slash = full.iter().position(|&b| b == b'/')?;
     let (ctype, subtype) = (&full[..slash], &full[slash + 1..]);
     token(ctype)?;
     token(subtype)?;
     for p in parts {
-        let p = trim(p);
+        let p = p.trim_ascii();
         if p.is_empty() {
             continue;
         }
         let eq = p.iter().position(|&b| b == b'=')?;
-        token(trim(&p[..eq]))?;
-        let value = trim(&p[eq + 1..]);
+        token(p[..eq].trim_ascii())?;
+        let value = p[eq + 1..].trim_ascii();
         match value.strip_prefix(b"\"").and_then(|q| q.strip_suffix(b"\"")) {
             Some(q) if !q.iter().any(|&b| b == b'"' || b == b'\\' || b == b';') => {}
             Some(_) => return None,
@@ -400,7 +394,7 @@ const DAYS: [&[u8]; 7] = [b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun"
 /// `(UTC)`, as seconds since the epoch. Nothing else: no obsolete zone names, no two-digit
 /// years.
 fn date(v: &[u8]) -> Option<i64> {
-    let v = std::str::from_utf8(trim(v)).ok()?;
+    let v = std::str::from_utf8(v.trim_ascii()).ok()?;
     let mut words = v.split_ascii_whitespace();
     let mut word = words.next()?;
     if let Some(day_name) = word.strip_suffix(',') {
