@@ -4,7 +4,9 @@
 //! Rapport's own reader of the FETCH and SEARCH answers), in the same batches, and throws them
 //! away.
 //! Dovecot is warmed first (its cache then holds the header fields), and the raw client runs
-//! right before each Rapport run.
+//! right before each Rapport run, twice: finding the messages by `UID SEARCH ALL`, and by the
+//! `UID SEARCH SINCE` Rapport's backfill sends (the same messages here, but Dovecot answers
+//! that search ten times slower). A last table gives the CPU time each phase used.
 //!
 //! The main rows use Message-IDs that sort in the order the messages arrive (`bench<n>@…`), as
 //! the earlier measurements did. Real Message-IDs are random (`<CA…@mail.gmail.com>`): every
@@ -83,12 +85,23 @@ fn imap_config(c: &Config) -> ImapConfig {
 /// Rapport's sync, from connecting to logging out: on this Dovecot a session on the 50,000
 /// message Maildir spends several seconds in its first SELECT or FETCH (index refresh), and
 /// timing only the fetch would move that cost out of the baseline.
-async fn raw_fetch(cfg: &ImapConfig) -> f64 {
+///
+/// `window`: the messages to fetch are found as Rapport's backfill finds them, by `UID SEARCH
+/// SINCE` the first day of the backfill window, instead of by `UID SEARCH ALL`. Every message
+/// here is inside the window, so both find the same ones; Dovecot takes ten times as long to
+/// answer the first (it reads every message's date), before any message can be fetched.
+async fn raw_fetch(cfg: &ImapConfig, window: bool) -> Measured {
     let _p = Profiled::phase("raw");
-    let start = Instant::now();
+    let start = Timer::start();
     let mut s = imap::connect(cfg).await.unwrap();
     s.select("INBOX").await.unwrap();
-    let uids = imap::uid_search(&mut s, "ALL").await.unwrap();
+    let criteria = if window {
+        let since = chrono::Utc::now() - chrono::Duration::days(i64::from(cfg.backfill_days));
+        format!("SINCE {}", since.format("%d-%b-%Y"))
+    } else {
+        "ALL".to_owned()
+    };
+    let uids = imap::uid_search(&mut s, &criteria).await.unwrap();
     let query = imap::fetch_items();
     let mut n = 0;
     for chunk in uids.chunks(imap::BATCH) {
@@ -97,17 +110,19 @@ async fn raw_fetch(cfg: &ImapConfig) -> f64 {
     }
     assert_eq!(n, N);
     s.logout().await.unwrap();
-    N as f64 / start.elapsed().as_secs_f64()
+    start.stop()
 }
 
 /// [`raw_fetch`] on a runtime worker, like Rapport's sync.
-async fn raw_on_worker(cfg: &ImapConfig) -> f64 {
+async fn raw_on_worker(cfg: &ImapConfig, window: bool) -> Measured {
     let cfg = cfg.clone();
-    tokio::spawn(async move { raw_fetch(&cfg).await }).await.unwrap()
+    tokio::spawn(async move { raw_fetch(&cfg, window).await })
+        .await
+        .unwrap()
 }
 
 /// Rapport's backfill of `user`'s INBOX into a new database at `db_url`, profiled as `phase`.
-async fn rapport_backfill(db_url: &str, user: &str, phase: &str, port: u16, pw: &std::path::Path) -> f64 {
+async fn rapport_backfill(db_url: &str, user: &str, phase: &str, port: u16, pw: &std::path::Path) -> Measured {
     let c = config(db_url, user, port, pw);
     let store = Store::connect(db_url, 4, Arc::new(SystemClock)).await.unwrap();
     store.migrate().await.unwrap();
@@ -127,17 +142,81 @@ async fn rapport_backfill(db_url: &str, user: &str, phase: &str, port: u16, pw: 
     store.upsert_leads(&leads, LeadColumns::all()).await.unwrap();
     let (tasks, _) = mailbox_tasks(&c, &store).await.unwrap();
     let _p = Profiled::phase(phase);
-    let start = Instant::now();
+    let start = Timer::start();
     // On a runtime worker, as in the daemon (a mailbox task is a spawned task).
     let task = tasks.into_iter().next().unwrap();
     let stats = tokio::spawn(async move { task.sync_once().await })
         .await
         .unwrap()
         .unwrap();
-    let rate = N as f64 / start.elapsed().as_secs_f64();
+    let measured = start.stop();
     assert_eq!(stats.seen, N);
     assert_eq!(stats.counted, N * 7 / 10);
-    rate
+    measured
+}
+
+/// A phase's rate, and the CPU time spent meanwhile: by this process (Rapport, or the raw
+/// client; user and system) and by the whole machine (every core, Dovecot included), read
+/// from `/proc` in clock ticks of 10 ms. They tell whether a phase waited for the CPU.
+#[derive(Clone, Copy)]
+struct Measured {
+    rate: f64,
+    seconds: f64,
+    own_cpu: f64,
+    machine_cpu: f64,
+}
+
+struct Timer {
+    wall: Instant,
+    own: f64,
+    machine: f64,
+}
+
+impl Timer {
+    fn start() -> Timer {
+        Timer {
+            wall: Instant::now(),
+            own: own_cpu_seconds(),
+            machine: machine_busy_seconds(),
+        }
+    }
+
+    fn stop(self) -> Measured {
+        let seconds = self.wall.elapsed().as_secs_f64();
+        Measured {
+            rate: N as f64 / seconds,
+            seconds,
+            own_cpu: own_cpu_seconds() - self.own,
+            machine_cpu: machine_busy_seconds() - self.machine,
+        }
+    }
+}
+
+/// Clock ticks per second of `/proc` (`USER_HZ`: 100 on every Linux this runs on).
+const TICKS: f64 = 100.0;
+
+/// User and system time of this process so far (`/proc/self/stat`, fields 14 and 15).
+fn own_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    // The command name (field 2) is in parentheses and may hold spaces: count after it.
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after_name.split(' ').collect();
+    (fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap()) / TICKS
+}
+
+/// Time every core of the machine spent busy so far: all of `/proc/stat`'s first line but
+/// idle and iowait.
+fn machine_busy_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap();
+    let ticks: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .skip(1)
+        .map(|t| t.parse().unwrap())
+        .collect();
+    (ticks.iter().take(8).sum::<f64>() - ticks[3] - ticks[4]) / TICKS
 }
 
 /// Sampling switched on for one phase while this lives (see the top of the file).
@@ -178,28 +257,60 @@ async fn main() {
     let cfg = imap_config(&config("sqlite://unused", "alice", d.port(), &pw));
     let random_cfg = imap_config(&config("sqlite://unused", "bob", d.port(), &pw));
 
-    let cold = raw_on_worker(&cfg).await;
+    let cold = raw_on_worker(&cfg, false).await.rate;
     println!("Dovecot, first fetch of the folder (cold cache): {cold:.0} msgs/s");
-    println!("\n| backend | raw client | rapport backfill | ratio |\n|---|---|---|---|");
+    println!(
+        "\n| backend | raw client | raw client, same SEARCH SINCE | rapport backfill | ratio | ratio to the same SEARCH SINCE |\n|---|---|---|---|---|---|"
+    );
+    let mut cpu = Vec::new();
+    let mut row = |backend: &'static str, raw: Measured, window: Measured, r: Measured| {
+        println!(
+            "| {backend} | {:.0} msgs/s | {:.0} msgs/s | {:.0} msgs/s | {:.2} | {:.2} |",
+            raw.rate,
+            window.rate,
+            r.rate,
+            r.rate / raw.rate,
+            r.rate / window.rate
+        );
+        cpu.push((backend, raw, r));
+    };
 
-    let raw = raw_on_worker(&cfg).await;
+    let raw = raw_on_worker(&cfg, false).await;
+    let window = raw_on_worker(&cfg, true).await;
     let sqlite_url = format!("sqlite://{}", dir.path().join("bench.db").display());
     let r = rapport_backfill(&sqlite_url, "alice", "sqlite", d.port(), &pw).await;
-    println!("| SQLite | {raw:.0} msgs/s | {r:.0} msgs/s | {:.2} |", r / raw);
+    row("SQLite", raw, window, r);
 
     // A schema of its own; leftovers are dropped by the next scripts/test or scripts/bench run.
     let pg_url = common::pg_schema_url().await;
-    let raw = raw_on_worker(&cfg).await;
+    let raw = raw_on_worker(&cfg, false).await;
+    let window = raw_on_worker(&cfg, true).await;
     let r = rapport_backfill(&pg_url, "alice", "postgres", d.port(), &pw).await;
-    println!("| PostgreSQL | {raw:.0} msgs/s | {r:.0} msgs/s | {:.2} |", r / raw);
+    row("PostgreSQL", raw, window, r);
 
     // The same on a mailbox whose Message-IDs are random (see the top of the file).
-    let cold = raw_on_worker(&random_cfg).await;
-    let raw = raw_on_worker(&random_cfg).await;
+    let cold = raw_on_worker(&random_cfg, false).await.rate;
+    let raw = raw_on_worker(&random_cfg, false).await;
+    let window = raw_on_worker(&random_cfg, true).await;
     let random_url = format!("sqlite://{}", dir.path().join("random.db").display());
     let r = rapport_backfill(&random_url, "bob", "random", d.port(), &pw).await;
+    row("SQLite, random Message-IDs", raw, window, r);
+    println!("\n(first fetch of that mailbox: {cold:.0} msgs/s)");
+
+    // CPU seconds per phase (10 ms ticks: rough for the raw client's half second). "Cores busy"
+    // is the machine's busy time over the phase's wall time: near the number of cores, the
+    // phase waited for the CPU.
     println!(
-        "| SQLite, random Message-IDs | {raw:.0} msgs/s | {r:.0} msgs/s | {:.2} |\n\n(first fetch of that mailbox: {cold:.0} msgs/s)",
-        r / raw
+        "\n| phase | raw client: own CPU s / cores busy | Rapport: own CPU s / cores busy | CPU per message, Rapport / raw client (machine) |\n|---|---|---|---|"
     );
+    for (phase, raw, r) in cpu {
+        println!(
+            "| {phase} | {:.2} / {:.2} | {:.2} / {:.2} | {:.2} |",
+            raw.own_cpu,
+            raw.machine_cpu / raw.seconds,
+            r.own_cpu,
+            r.machine_cpu / r.seconds,
+            r.machine_cpu / raw.machine_cpu
+        );
+    }
 }

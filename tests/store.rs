@@ -289,9 +289,40 @@ async fn batches_longer_than_one_statement(db: TestDb) {
     tx.insert_seen("alice-imap", "alice", &counted, now).await.unwrap();
     tx.commit().await.unwrap();
 
+    let after_match = s.seen_in_mailbox("alice-imap").await.unwrap();
+    let reason_of = |k: &str| after_match.iter().find(|m| m.item_key == k).map(|m| m.reason.clone());
+    assert_eq!(reason_of("7:119").as_deref(), Some("counted"));
+    assert_eq!(reason_of("7:120").as_deref(), Some(reasons[120].as_str()));
+
+    // Seen again, still without a lead, next to new messages: a counted record stays as it
+    // is, a skipped one takes the newer reason, the new ones are added.
+    let more_keys: Vec<String> = (230..260).map(|i| format!("7:{i}")).collect();
+    let again: Vec<_> = rows[100..]
+        .iter()
+        .map(|r| NewSeenMail {
+            reason: "seen again",
+            ..*r
+        })
+        .chain(more_keys.iter().map(|k| NewSeenMail {
+            item_key: k,
+            message_id: k,
+            reason: "new",
+            ..rows[0]
+        }))
+        .collect();
+    let mut tx = s.begin().await.unwrap();
+    tx.insert_seen("alice-imap", "alice", &again, now).await.unwrap();
+    tx.commit().await.unwrap();
+
     let seen = s.seen_in_mailbox("alice-imap").await.unwrap();
-    assert_eq!(seen.len(), 230);
+    assert_eq!(seen.len(), 260);
     let by_key: std::collections::HashMap<_, _> = seen.iter().map(|m| (m.item_key.as_str(), m)).collect();
+    for k in &more_keys {
+        assert_eq!(
+            (by_key[k.as_str()].decision.as_str(), by_key[k.as_str()].reason.as_str()),
+            ("skipped", "new")
+        );
+    }
     for i in [0usize, 1, 99, 100, 119, 120, 199, 200, 229] {
         let m = by_key[keys[i].as_str()];
         assert_eq!(m.rep_id, "alice");
@@ -299,10 +330,7 @@ async fn batches_longer_than_one_statement(db: TestDb) {
         if i < 120 {
             assert_eq!((m.decision.as_str(), m.reason.as_str()), ("email_received", "counted"));
         } else {
-            assert_eq!(
-                (m.decision.as_str(), m.reason.as_str()),
-                ("skipped", reasons[i].as_str())
-            );
+            assert_eq!((m.decision.as_str(), m.reason.as_str()), ("skipped", "seen again"));
         }
         assert_eq!(m.occurred_at, rows[i].occurred_at, "row {i}");
         assert_eq!(m.headers.as_ref().map(|h| &h.0), rows[i].headers, "row {i}");

@@ -15,7 +15,7 @@
 //! text), so every other query reads them unchanged.
 
 use anyhow::{Context, Result};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use foldhash::{HashMap, HashMapExt};
 
 use sqlx::SqliteConnection;
@@ -46,9 +46,9 @@ async fn on_connection<R>(
     Ok(result?)
 }
 
-/// How sqlx stores a `DateTime<Utc>` in SQLite.
+/// How sqlx stores a `DateTime<Utc>` in SQLite (`to_rfc3339_opts(AutoSi, false)`).
 fn timestamp(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::AutoSi, false)
+    crate::clock::rfc3339(t, false)
 }
 
 /// `VALUES (…), …`: `rows` rows of the columns `columns` describes, `S` for a value shared by
@@ -85,20 +85,8 @@ fn values(rows: usize, columns: &str) -> String {
 
 /// Appends `?n` (without `format!`, which cost more than the rest of building the statement).
 fn push_parameter(sql: &mut String, n: usize) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut n = n;
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
     sql.push('?');
-    // ASCII digits only.
-    sql.push_str(std::str::from_utf8(&digits[at..]).unwrap_or_default());
+    sql.push_str(itoa::Buffer::new().format(n));
 }
 
 /// Rows per multi-row statement. Parsing a statement of a thousand rows took a fifth of the time
@@ -233,6 +221,13 @@ pub(super) async fn insert_activities(
 }
 
 /// Inserts `mail_seen` rows (see [`super::Tx::insert_seen`] for the rules).
+///
+/// Written as `INSERT OR FAIL … ON CONFLICT DO NOTHING`, and the rows that were there already
+/// updated afterwards, instead of one upsert: SQLite gives an upsert (`DO UPDATE`) of several
+/// rows a statement journal, a copy of every page the statement changes, so that it can undo
+/// the statement alone if a later row fails; this statement cannot need that (no row after a
+/// failure is undone by `OR FAIL`, and any error rolls the whole transaction back). In a
+/// backfill no row was there before, and the journal was most of what one more row cost.
 pub(super) async fn insert_seen<H: serde::Serialize>(
     conn: &mut SqliteConnection,
     mailbox_id: &str,
@@ -243,16 +238,16 @@ pub(super) async fn insert_seen<H: serde::Serialize>(
     let now = timestamp(now);
     on_connection(conn, |db| {
         let mut json = Vec::new();
+        let mut present = Vec::new();
         let sql = |rows| {
             format!(
-                "INSERT INTO mail_seen (mailbox_id, folder, item_key, message_id, rep_id, decision, reason,
+                "INSERT OR FAIL INTO mail_seen (mailbox_id, folder, item_key, message_id, rep_id, decision, reason,
                     occurred_at, seen_at, headers, message_key) {}
-                 ON CONFLICT (mailbox_id, folder, item_key) DO UPDATE SET decision = excluded.decision,
-                    reason = excluded.reason WHERE mail_seen.decision = 'skipped'",
+                 ON CONFLICT (mailbox_id, folder, item_key) DO NOTHING",
                 values(rows, "S???S???S??")
             )
         };
-        in_chunks(db, rows, sql, |stmt, chunk, _| {
+        in_chunks(db, rows, sql, |stmt, chunk, offset| {
             let mut b = Binder { stmt, next: 0 };
             b.bind(mailbox_id)?.bind(rep_id)?.bind(now.as_str())?;
             for r in chunk {
@@ -275,8 +270,24 @@ pub(super) async fn insert_seen<H: serde::Serialize>(
                     .bind(headers)?
                     .bind(super::mail::message_key(r.message_id))?;
             }
-            stmt.raw_execute().map(|_| ())
+            if stmt.raw_execute()? < chunk.len() {
+                // Some were there: which ones is not told, so every row of the chunk is offered
+                // the update (a no-op for the rows just inserted).
+                present.push(offset..offset + chunk.len());
+            }
+            Ok(())
         })?;
+        if !present.is_empty() {
+            // A message seen before without a lead may count now (matched again after a lead
+            // import): its skipped record takes the new decision; a counted one never changes.
+            let mut update = db.prepare(
+                "UPDATE mail_seen SET decision = ?1, reason = ?2
+                 WHERE mailbox_id = ?3 AND folder = ?4 AND item_key = ?5 AND decision = 'skipped'",
+            )?;
+            for r in present.into_iter().flat_map(|range| &rows[range]) {
+                update.execute((r.decision, r.reason, mailbox_id, r.folder, r.item_key))?;
+            }
+        }
         Ok(())
     })
     .await

@@ -819,11 +819,21 @@ impl RawBatch {
     fn mail(&self, folder: &str, validity: u32, m: &MessageItems, headers: Option<MailHeaders>) -> FetchedMail {
         FetchedMail {
             folder: folder.to_owned(),
-            item_key: format!("{validity}:{}", m.uid),
+            item_key: item_key(validity, m.uid),
             headers,
             internal_date: self.headers.internal_date(m).map(|d| d.with_timezone(&Utc)),
         }
     }
+}
+
+/// The key of a message in `mail_seen`: `<UIDVALIDITY>:<UID>` (written without `format!`, once
+/// per message fetched).
+pub(super) fn item_key(validity: u32, uid: u32) -> String {
+    let mut key = String::with_capacity(21);
+    key.push_str(itoa::Buffer::new().format(validity));
+    key.push(':');
+    key.push_str(itoa::Buffer::new().format(uid));
+    key
 }
 
 /// Syncs every folder once (or until `stop` fires).
@@ -1072,6 +1082,13 @@ mod tests {
             .collect();
         assert_eq!(keys, [("9:5", true), ("9:6", false), ("9:7", false)]);
         assert_eq!(mail[0].headers.as_ref().unwrap().from, ["a@b.example"]);
+    }
+
+    #[test]
+    fn item_keys_are_validity_colon_uid() {
+        assert_eq!(item_key(9, 5), "9:5");
+        assert_eq!(item_key(0, 0), "0:0");
+        assert_eq!(item_key(u32::MAX, 1_234_567), "4294967295:1234567");
     }
 
     #[test]

@@ -51,7 +51,7 @@ pub async fn verify_mailbox(
                     pending: 0,
                 };
                 for uid in uids {
-                    if seen.contains(&format!("{validity}:{uid}")) {
+                    if seen.contains(&imap::item_key(validity, uid)) {
                         check.seen += 1;
                     } else if i64::from(uid) > synced_to {
                         check.pending += 1;
