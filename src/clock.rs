@@ -52,9 +52,9 @@ pub fn system() -> SharedClock {
 
 /// `t` as `t.to_rfc3339_opts(SecondsFormat::AutoSi, use_z)` writes it: how sqlx stores a time in
 /// SQLite (`+00:00`) and how the kept header fields give the date (`Z`). A whole second of the
-/// years 0–9999 (every time read from mail) is written here directly: through chrono's
-/// formatting machinery it cost about 800 instructions, and the mail backfill writes three a
-/// message. Anything else goes through chrono.
+/// years 0–9999 (every time read from mail) is written here directly: 380 instructions a time
+/// against chrono's 520 (callgrind; the mail backfill writes about three a message). Anything
+/// else goes through chrono.
 pub fn rfc3339(t: DateTime<Utc>, use_z: bool) -> String {
     let (date, time) = (t.date_naive(), t.time());
     let year = u32::try_from(date.year()).unwrap_or(u32::MAX);
