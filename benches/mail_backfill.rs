@@ -301,7 +301,7 @@ async fn main() {
     // is the machine's busy time over the phase's wall time: near the number of cores, the
     // phase waited for the CPU.
     println!(
-        "\n| phase | raw client: own CPU s / cores busy | Rapport: own CPU s / cores busy | CPU per message, Rapport / raw client (machine) |\n|---|---|---|---|"
+        "\n| phase | raw client: own CPU s / cores busy | Rapport: own CPU s / cores busy | machine CPU, Rapport run / raw client run |\n|---|---|---|---|"
     );
     for (phase, raw, r) in cpu {
         println!(

@@ -224,10 +224,11 @@ pub(super) async fn insert_activities(
 ///
 /// Written as `INSERT OR FAIL … ON CONFLICT DO NOTHING`, and the rows that were there already
 /// updated afterwards, instead of one upsert: SQLite gives an upsert (`DO UPDATE`) of several
-/// rows a statement journal, a copy of every page the statement changes, so that it can undo
-/// the statement alone if a later row fails; this statement cannot need that (no row after a
-/// failure is undone by `OR FAIL`, and any error rolls the whole transaction back). In a
-/// backfill no row was there before, and the journal was most of what one more row cost.
+/// rows a statement journal, a copy of every page the statement changes that existed before
+/// it, so that it can undo the statement alone if a later row fails. This form needs none
+/// (`OR FAIL` undoes nothing, and an error here rolls the whole transaction back; a foreign
+/// key on the table would bring the journal back). In a backfill no row was there before: the
+/// seen rows cost 10% fewer instructions (BENCHMARKS.md, 2026-12-04 evening).
 pub(super) async fn insert_seen<H: serde::Serialize>(
     conn: &mut SqliteConnection,
     mailbox_id: &str,
