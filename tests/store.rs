@@ -5,7 +5,9 @@ mod common;
 use chrono::Duration;
 use common::{TestDb, test_config};
 use rapport::activity::{ActivityKind, Direction, NewActivity, SourceKind};
-use rapport::store::{Backend, HealthState, LeadColumns, NewLead, NewSeenMail, SyncCursor, Tx, UpsertCounts};
+use rapport::store::{
+    Backend, HealthState, LeadColumns, NewLead, NewSeenMail, RepGroup, Store, SyncCursor, Tx, UpsertCounts,
+};
 
 fn lead(email: &str, name: &str) -> NewLead {
     NewLead {
@@ -46,6 +48,7 @@ store_tests!(
     cursors_round_trip,
     health_is_recorded,
     reps_follow_the_config,
+    first_outbound_contacts,
 );
 
 async fn migrations_are_idempotent(db: TestDb) {
@@ -400,6 +403,7 @@ async fn a_reply_decided_before_its_original_is_stored(db: TestDb) {
         item_key: key.into(),
         headers: MailHeaders::parse(&raw),
         internal_date: None,
+        headers_json: None,
     };
     let offer = mail(
         "1:1",
@@ -546,4 +550,95 @@ async fn sqlite_allocates_with_mimalloc() {
         in_heap
     };
     assert!(in_mimalloc, "SQLite's memory does not come from mimalloc");
+}
+
+/// Per rep, the leads whose first outbound contact (by anyone) falls in days `[from, to)` after
+/// `t0`, sorted.
+async fn first_contacts(s: &Store, from: i64, to: i64) -> Vec<(String, i64)> {
+    let reps = ["alice".to_owned(), "bob".to_owned()];
+    let group = RepGroup {
+        reps: &reps,
+        from: common::t0() + Duration::days(from),
+        to: common::t0() + Duration::days(to),
+    };
+    let mut out = s.first_contacts_for_reps(&[group]).await.unwrap();
+    out.sort();
+    out
+}
+
+/// `lead_first_outbound` (reports' newly contacted leads): per lead, its earliest outbound
+/// activity by anyone, whatever order activities are recorded in, one at a time or in a batch.
+async fn first_outbound_contacts(db: TestDb) {
+    let s = &db.store;
+    s.sync_reps(&test_config(&db.url)).await.unwrap();
+    s.upsert_leads(
+        &[lead("sara@acme.example", "Sara"), lead("tom@acme.example", "Tom")],
+        LeadColumns::all(),
+    )
+    .await
+    .unwrap();
+    let sara = s.lead_by_email("sara@acme.example").await.unwrap().unwrap().id;
+    let tom = s.lead_by_email("tom@acme.example").await.unwrap().unwrap().id;
+    let sent = |rep: &str, id: &str, day: i64, leads: Vec<i64>| {
+        let mut a = activity(rep, id, leads);
+        a.occurred_at = common::t0() + Duration::days(day);
+        a
+    };
+    let counts =
+        |pairs: &[(&str, i64)]| -> Vec<(String, i64)> { pairs.iter().map(|(r, n)| (r.to_string(), *n)).collect() };
+
+    assert!(
+        s.record_activity(&sent("alice", "<s10@example.com>", 10, vec![sara]))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(first_contacts(s, 0, 30).await, counts(&[("alice", 1)]));
+    // Backfilled out of order: an earlier outbound message takes over, a later one does not.
+    assert!(
+        s.record_activity(&sent("bob", "<s5@example.com>", 5, vec![sara]))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        s.record_activity(&sent("alice", "<s7@example.com>", 7, vec![sara]))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(first_contacts(s, 0, 30).await, counts(&[("bob", 1)]));
+    assert_eq!(first_contacts(s, 5, 6).await, counts(&[("bob", 1)]));
+    // A key seen before is no new activity, whatever its time; inbound mail is no contact.
+    assert_eq!(
+        s.record_activity(&sent("alice", "<s10@example.com>", 0, vec![sara]))
+            .await
+            .unwrap(),
+        None
+    );
+    let mut received = sent("alice", "<r1@acme.example>", 1, vec![tom]);
+    received.kind = ActivityKind::EmailReceived;
+    received.direction = Direction::Inbound;
+    assert!(s.record_activity(&received).await.unwrap().is_some());
+    assert_eq!(first_contacts(s, 0, 30).await, counts(&[("bob", 1)]));
+
+    // In one batch: the earliest per lead, compared with what is stored.
+    let batch = [
+        sent("bob", "<t3@example.com>", 3, vec![tom]),
+        sent("alice", "<t2@example.com>", 2, vec![tom]),
+        sent("alice", "<t6@example.com>", 6, vec![tom, sara]),
+    ];
+    let now = s.now();
+    let mut tx = s.begin().await.unwrap();
+    assert!(
+        tx.record_activities(&batch, now)
+            .await
+            .unwrap()
+            .iter()
+            .all(Option::is_some)
+    );
+    tx.commit().await.unwrap();
+    assert_eq!(first_contacts(s, 0, 30).await, counts(&[("alice", 1), ("bob", 1)]));
+    assert_eq!(first_contacts(s, 2, 3).await, counts(&[("alice", 1)]));
+    assert_eq!(first_contacts(s, 5, 6).await, counts(&[("bob", 1)]));
 }

@@ -9,7 +9,7 @@ use sqlx::QueryBuilder;
 use sqlx::types::Json;
 
 use super::{ROWS_PER_INSERT, Store, Tx, with_pool, with_tx};
-use crate::activity::{ActivityKind, NewActivity, SourceKind};
+use crate::activity::{ActivityKind, Direction, NewActivity, SourceKind};
 
 /// A stored activity, for listings and reports.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -159,6 +159,30 @@ impl Tx {
                 new_ids
             }
         };
+        let firsts = first_outbound(&unique, &new_ids);
+        if !firsts.is_empty() {
+            match self {
+                Tx::Sqlite(t, _) => super::sqlite_bulk::upsert_first_outbound(t, &firsts).await?,
+                Tx::Postgres(t) => {
+                    for chunk in firsts.chunks(ROWS_PER_INSERT) {
+                        sqlx::query(
+                            "INSERT INTO lead_first_outbound (lead_id, rep_id, activity_id, first_at)
+                             SELECT * FROM UNNEST($1::int8[], $2::text[], $3::int8[], $4::timestamptz[])
+                             ON CONFLICT (lead_id) DO UPDATE SET rep_id = excluded.rep_id,
+                                activity_id = excluded.activity_id, first_at = excluded.first_at
+                             WHERE excluded.first_at < lead_first_outbound.first_at",
+                        )
+                        .bind(chunk.iter().map(|f| f.lead_id).collect::<Vec<_>>())
+                        .bind(chunk.iter().map(|f| f.rep_id).collect::<Vec<_>>())
+                        .bind(chunk.iter().map(|f| f.activity_id).collect::<Vec<_>>())
+                        .bind(chunk.iter().map(|f| f.first_at).collect::<Vec<_>>())
+                        .execute(&mut **t)
+                        .await
+                        .context("recording leads' first outbound contacts")?;
+                    }
+                }
+            }
+        }
         // A key twice in one call: the first takes the id, the rest are duplicates.
         let out = list
             .iter()
@@ -174,6 +198,47 @@ impl Tx {
             .collect();
         Ok(out)
     }
+}
+
+/// A lead's earliest outbound activity among those just recorded: a candidate for
+/// `lead_first_outbound`, where it replaces an existing row only if it is earlier.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct FirstOutbound<'a> {
+    pub lead_id: i64,
+    pub rep_id: &'a str,
+    pub activity_id: i64,
+    pub first_at: DateTime<Utc>,
+}
+
+/// Per lead, the earliest outbound activity of `list` that got an id (`ids`, in the same order);
+/// on equal times the first in the list. Computed once per call instead of by a trigger once per
+/// lead link (migration 0008): the same rows, a statement per batch instead of per link.
+pub(super) fn first_outbound<'a>(list: &[&'a NewActivity], ids: &[Option<i64>]) -> Vec<FirstOutbound<'a>> {
+    let mut position: HashMap<i64, usize> = HashMap::new();
+    let mut out: Vec<FirstOutbound<'a>> = Vec::new();
+    for (a, id) in list.iter().zip(ids) {
+        let Some(id) = *id else { continue };
+        if a.direction != Direction::Outbound {
+            continue;
+        }
+        for &lead_id in &a.lead_ids {
+            let first = FirstOutbound {
+                lead_id,
+                rep_id: &a.rep_id,
+                activity_id: id,
+                first_at: a.occurred_at,
+            };
+            match position.get(&lead_id) {
+                Some(&i) if first.first_at < out[i].first_at => out[i] = first,
+                Some(_) => {}
+                None => {
+                    position.insert(lead_id, out.len());
+                    out.push(first);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Inserts activities in one statement and returns the natural key of each row inserted (or
@@ -270,5 +335,57 @@ impl Store {
             .await
         })
         .context("listing activities")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn mail(rep: &str, id: &str, direction: Direction, day: u32, leads: &[i64]) -> NewActivity {
+        NewActivity {
+            rep_id: rep.into(),
+            kind: match direction {
+                Direction::Outbound => ActivityKind::EmailSent,
+                _ => ActivityKind::EmailReceived,
+            },
+            occurred_at: Utc.with_ymd_and_hms(2026, 11, day, 9, 0, 0).unwrap(),
+            source: SourceKind::Mail,
+            source_id: id.into(),
+            thread_key: None,
+            subject: None,
+            direction,
+            lead_ids: leads.to_vec(),
+            details: serde_json::json!({}),
+        }
+    }
+
+    #[test]
+    fn first_outbound_is_the_earliest_outbound_recorded_per_lead() {
+        let list = [
+            mail("ann", "<1@x>", Direction::Outbound, 10, &[1, 2]),
+            // Earlier, but its key existed: no id, not a candidate.
+            mail("ann", "<2@x>", Direction::Outbound, 1, &[1]),
+            // Earlier, inbound: never a first contact.
+            mail("bob", "<3@x>", Direction::Inbound, 2, &[2]),
+            mail("bob", "<4@x>", Direction::Outbound, 5, &[2, 3]),
+            // The same time as the first for lead 1: the first in the list stays.
+            mail("bob", "<5@x>", Direction::Outbound, 10, &[1]),
+        ];
+        let refs: Vec<&NewActivity> = list.iter().collect();
+        let ids = [Some(11), None, Some(13), Some(14), Some(15)];
+        let at = |day| Utc.with_ymd_and_hms(2026, 11, day, 9, 0, 0).unwrap();
+        let row = |lead_id, rep_id, activity_id, day| FirstOutbound {
+            lead_id,
+            rep_id,
+            activity_id,
+            first_at: at(day),
+        };
+        assert_eq!(
+            first_outbound(&refs, &ids),
+            vec![row(1, "ann", 11, 10), row(2, "bob", 14, 5), row(3, "bob", 14, 5)]
+        );
+        assert!(first_outbound(&refs, &[None; 5]).is_empty());
     }
 }

@@ -21,6 +21,7 @@ use foldhash::{HashMap, HashMapExt};
 use sqlx::SqliteConnection;
 
 use super::NewSeenMail;
+use super::activities::FirstOutbound;
 use crate::activity::NewActivity;
 
 /// Runs `f` on the raw SQLite connection behind `conn`, within whatever transaction is open
@@ -218,6 +219,34 @@ pub(super) async fn insert_activities(
     })
     .await
     .context("recording activities")
+}
+
+/// Records leads' first outbound contacts: each row replaces the lead's existing one only if it
+/// is earlier (see [`super::activities::first_outbound`]).
+pub(super) async fn upsert_first_outbound(conn: &mut SqliteConnection, rows: &[FirstOutbound<'_>]) -> Result<()> {
+    on_connection(conn, |db| {
+        let sql = |rows| {
+            format!(
+                "INSERT INTO lead_first_outbound (lead_id, rep_id, activity_id, first_at) {}
+                 ON CONFLICT (lead_id) DO UPDATE SET rep_id = excluded.rep_id, activity_id = excluded.activity_id,
+                    first_at = excluded.first_at
+                 WHERE excluded.first_at < lead_first_outbound.first_at",
+                values(rows, "????")
+            )
+        };
+        in_chunks(db, rows, sql, |stmt, chunk, _| {
+            let mut b = Binder { stmt, next: 0 };
+            for f in chunk {
+                b.bind(f.lead_id)?
+                    .bind(f.rep_id)?
+                    .bind(f.activity_id)?
+                    .bind(timestamp(f.first_at))?;
+            }
+            stmt.raw_execute().map(|_| ())
+        })
+    })
+    .await
+    .context("recording leads' first outbound contacts")
 }
 
 /// Inserts `mail_seen` rows (see [`super::Tx::insert_seen`] for the rules).
