@@ -403,7 +403,6 @@ async fn a_reply_decided_before_its_original_is_stored(db: TestDb) {
         item_key: key.into(),
         headers: MailHeaders::parse(&raw),
         internal_date: None,
-        headers_json: None,
     };
     let offer = mail(
         "1:1",

@@ -91,7 +91,6 @@ pub async fn rematch_seen_mail(config: &Config, store: &Store) -> Result<usize> 
                     item_key: r.item_key,
                     headers: Some(headers),
                     internal_date: r.occurred_at,
-                    headers_json: None,
                 })
             })
             .collect();

@@ -212,7 +212,7 @@ pub(super) struct FirstOutbound<'a> {
 
 /// Per lead, the earliest outbound activity of `list` that got an id (`ids`, in the same order);
 /// on equal times the first in the list. Computed once per call instead of by a trigger once per
-/// lead link (migration 0008): the same rows, a statement per batch instead of per link.
+/// lead link (migration 0008): the same rows, written per batch instead of per link.
 pub(super) fn first_outbound<'a>(list: &[&'a NewActivity], ids: &[Option<i64>]) -> Vec<FirstOutbound<'a>> {
     let mut position: HashMap<i64, usize> = HashMap::new();
     let mut out: Vec<FirstOutbound<'a>> = Vec::new();

@@ -822,9 +822,7 @@ impl RawBatch {
             item_key: item_key(validity, m.uid),
             headers,
             internal_date: self.headers.internal_date(m).map(|d| d.with_timezone(&Utc)),
-            headers_json: None,
         }
-        .with_headers_json()
     }
 }
 

@@ -3,13 +3,13 @@
 //! their natural key), bounces, the `mail_seen` rows and the folder's cursor together, so a
 //! crash can neither lose a message nor count it twice.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::Result;
 use chrono::{DateTime, Duration, Utc};
 use foldhash::HashSet;
-use serde_json::value::RawValue;
 use tokio::sync::RwLock;
 use tracing::{debug, warn};
 
@@ -34,31 +34,6 @@ pub struct FetchedMail {
     pub headers: Option<MailHeaders>,
     /// When the server (or the file system) received it.
     pub internal_date: Option<DateTime<Utc>>,
-    /// `headers` as the JSON a `mail_seen` row keeps, when the source serialized them already:
-    /// the IMAP backfill does it on its parsing task, beside the store, which is the pipeline's
-    /// bottleneck (see [`FetchedMail::with_headers_json`]). `None`: serialized when stored.
-    pub headers_json: Option<Box<RawValue>>,
-}
-
-impl FetchedMail {
-    /// Serializes the headers for `mail_seen` now rather than in the store.
-    pub fn with_headers_json(mut self) -> Self {
-        self.headers_json = self
-            .headers
-            .as_ref()
-            .and_then(|h| serde_json::value::to_raw_value(h).ok());
-        self
-    }
-}
-
-/// The headers a `mail_seen` row keeps: serialized by the source, or to be serialized.
-#[derive(serde::Serialize)]
-#[serde(untagged)]
-enum KeptHeaders<'a> {
-    Json(&'a RawValue),
-    Parsed(&'a MailHeaders),
-    /// A copy with the subject left out (`store_subjects: false`).
-    WithoutSubject(Box<MailHeaders>),
 }
 
 /// What one batch did.
@@ -438,14 +413,12 @@ impl Ingestor {
                 occurred_at: r.occurred_at,
                 headers: m.headers.as_ref().and_then(|h| match r.keep {
                     Keep::Nothing => None,
-                    Keep::Headers => Some(match &m.headers_json {
-                        Some(json) => KeptHeaders::Json(json),
-                        None => KeptHeaders::Parsed(h),
-                    }),
-                    Keep::HeadersWithoutSubject => Some(KeptHeaders::WithoutSubject(Box::new(MailHeaders {
+                    Keep::Headers => Some(Cow::Borrowed(h)),
+                    // A copy only when the subject has to be left out.
+                    Keep::HeadersWithoutSubject => Some(Cow::Owned(MailHeaders {
                         subject: None,
                         ..h.clone()
-                    }))),
+                    })),
                 }),
             })
             .collect();
@@ -531,32 +504,5 @@ mod tests {
         );
         h.date = None;
         assert_eq!(occurred_at(&h, None, now), now);
-    }
-
-    #[test]
-    fn headers_serialized_by_the_source_are_kept_as_the_store_would_write_them() {
-        let raw = b"Message-ID: <a@example.com>\r\nFrom: \"Ann \\\"A\\\" Lee\" <ann@example.com>\r\n\
-            To: bob@example.org, carl@example.net\r\nSubject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe?= \\ \"quotes\"\r\n\
-            Date: Mon, 2 Nov 2026 10:00:00 +0100\r\nReferences: <x@y> <z@w>\r\n\r\n";
-        let headers = MailHeaders::parse(raw).expect("parsable");
-        assert_eq!(headers.subject.as_deref(), Some("Grüße \\ \"quotes\""));
-        let mail = FetchedMail {
-            folder: "INBOX".into(),
-            item_key: "1:1".into(),
-            headers: Some(headers.clone()),
-            internal_date: None,
-            headers_json: None,
-        }
-        .with_headers_json();
-        let json = mail.headers_json.as_deref().expect("serialized");
-        let kept = serde_json::to_string(&KeptHeaders::Json(json)).unwrap();
-        let stored = serde_json::to_string(&KeptHeaders::Parsed(&headers)).unwrap();
-        assert_eq!(kept, stored);
-        let back: MailHeaders = serde_json::from_str(&kept).unwrap();
-        assert_eq!(back.subject, headers.subject);
-        assert_eq!(back.references, headers.references);
-        assert_eq!(back.from, headers.from);
-        let unreadable = FetchedMail { headers: None, ..mail }.with_headers_json();
-        assert!(unreadable.headers_json.is_none());
     }
 }

@@ -125,7 +125,6 @@ fn read_new(folder: &MaildirFolder, seen: &std::collections::HashSet<String>) ->
                 item_key: key,
                 headers: MailHeaders::parse(&raw).map(|h| MailHeaders { draft, ..h }),
                 internal_date,
-                headers_json: None,
             });
         }
     }
