@@ -6,7 +6,7 @@ use chrono::Duration;
 use common::{TestDb, test_config};
 use rapport::activity::{ActivityKind, Direction, NewActivity, SourceKind};
 use rapport::store::{
-    Backend, HealthState, LeadColumns, NewLead, NewSeenMail, RepGroup, Store, SyncCursor, Tx, UpsertCounts,
+    Backend, HealthState, Lead, LeadColumns, NewLead, NewSeenMail, RepGroup, Store, SyncCursor, Tx, UpsertCounts,
 };
 
 fn lead(email: &str, name: &str) -> NewLead {
@@ -189,11 +189,8 @@ async fn activities_are_stored_once(db: TestDb) {
     assert_eq!(window[0].kind, "reply_received");
 }
 
-/// A batch of mail as ingestion writes it: more rows than one statement holds (SQLite writes
-/// them in statements of 100 rows, PostgreSQL in one), keys repeated within the batch, a
-/// received message and its upgrade to a reply side by side, and `mail_seen` rows with and
-/// without header fields, written twice.
-async fn batches_longer_than_one_statement(db: TestDb) {
+/// The config's reps and two leads at Acme, Sara and Tom.
+async fn sara_and_tom(db: &TestDb) -> (Lead, Lead) {
     let s = &db.store;
     s.sync_reps(&test_config(&db.url)).await.unwrap();
     s.upsert_leads(
@@ -204,6 +201,16 @@ async fn batches_longer_than_one_statement(db: TestDb) {
     .unwrap();
     let sara = s.lead_by_email("sara@acme.example").await.unwrap().unwrap();
     let tom = s.lead_by_email("tom@acme.example").await.unwrap().unwrap();
+    (sara, tom)
+}
+
+/// A batch of mail as ingestion writes it: more rows than one statement holds (SQLite writes
+/// them in statements of 100 rows, PostgreSQL in one), keys repeated within the batch, a
+/// received message and its upgrade to a reply side by side, and `mail_seen` rows with and
+/// without header fields, written twice.
+async fn batches_longer_than_one_statement(db: TestDb) {
+    let s = &db.store;
+    let (sara, tom) = sara_and_tom(&db).await;
 
     let mut list: Vec<NewActivity> = (0..250)
         .map(|i| {
@@ -569,15 +576,8 @@ async fn first_contacts(s: &Store, from: i64, to: i64) -> Vec<(String, i64)> {
 /// activity by anyone, whatever order activities are recorded in, one at a time or in a batch.
 async fn first_outbound_contacts(db: TestDb) {
     let s = &db.store;
-    s.sync_reps(&test_config(&db.url)).await.unwrap();
-    s.upsert_leads(
-        &[lead("sara@acme.example", "Sara"), lead("tom@acme.example", "Tom")],
-        LeadColumns::all(),
-    )
-    .await
-    .unwrap();
-    let sara = s.lead_by_email("sara@acme.example").await.unwrap().unwrap().id;
-    let tom = s.lead_by_email("tom@acme.example").await.unwrap().unwrap().id;
+    let (sara, tom) = sara_and_tom(&db).await;
+    let (sara, tom) = (sara.id, tom.id);
     let sent = |rep: &str, id: &str, day: i64, leads: Vec<i64>| {
         let mut a = activity(rep, id, leads);
         a.occurred_at = common::t0() + Duration::days(day);
@@ -594,18 +594,10 @@ async fn first_outbound_contacts(db: TestDb) {
     );
     assert_eq!(first_contacts(s, 0, 30).await, counts(&[("alice", 1)]));
     // Backfilled out of order: an earlier outbound message takes over, a later one does not.
-    assert!(
-        s.record_activity(&sent("bob", "<s5@example.com>", 5, vec![sara]))
-            .await
-            .unwrap()
-            .is_some()
-    );
-    assert!(
-        s.record_activity(&sent("alice", "<s7@example.com>", 7, vec![sara]))
-            .await
-            .unwrap()
-            .is_some()
-    );
+    for (rep, id, day) in [("bob", "<s5@example.com>", 5), ("alice", "<s7@example.com>", 7)] {
+        let recorded = s.record_activity(&sent(rep, id, day, vec![sara])).await.unwrap();
+        assert!(recorded.is_some(), "{id}");
+    }
     assert_eq!(first_contacts(s, 0, 30).await, counts(&[("bob", 1)]));
     assert_eq!(first_contacts(s, 5, 6).await, counts(&[("bob", 1)]));
     // A key seen before is no new activity, whatever its time; inbound mail is no contact.
