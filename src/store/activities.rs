@@ -163,24 +163,7 @@ impl Tx {
         if !firsts.is_empty() {
             match self {
                 Tx::Sqlite(t, _) => super::sqlite_bulk::upsert_first_outbound(t, &firsts).await?,
-                Tx::Postgres(t) => {
-                    for chunk in firsts.chunks(ROWS_PER_INSERT) {
-                        sqlx::query(
-                            "INSERT INTO lead_first_outbound (lead_id, rep_id, activity_id, first_at)
-                             SELECT * FROM UNNEST($1::int8[], $2::text[], $3::int8[], $4::timestamptz[])
-                             ON CONFLICT (lead_id) DO UPDATE SET rep_id = excluded.rep_id,
-                                activity_id = excluded.activity_id, first_at = excluded.first_at
-                             WHERE excluded.first_at < lead_first_outbound.first_at",
-                        )
-                        .bind(chunk.iter().map(|f| f.lead_id).collect::<Vec<_>>())
-                        .bind(chunk.iter().map(|f| f.rep_id).collect::<Vec<_>>())
-                        .bind(chunk.iter().map(|f| f.activity_id).collect::<Vec<_>>())
-                        .bind(chunk.iter().map(|f| f.first_at).collect::<Vec<_>>())
-                        .execute(&mut **t)
-                        .await
-                        .context("recording leads' first outbound contacts")?;
-                    }
-                }
+                Tx::Postgres(t) => upsert_first_outbound(t, &firsts).await?,
             }
         }
         // A key twice in one call: the first takes the id, the rest are duplicates.
@@ -239,6 +222,28 @@ pub(super) fn first_outbound<'a>(list: &[&'a NewActivity], ids: &[Option<i64>]) 
         }
     }
     out
+}
+
+/// Records leads' first outbound contacts on PostgreSQL (one array per column, as
+/// [`insert_returning_keys`]): each row replaces the lead's existing one only if it is earlier.
+async fn upsert_first_outbound(conn: &mut sqlx::PgConnection, firsts: &[FirstOutbound<'_>]) -> Result<()> {
+    for chunk in firsts.chunks(ROWS_PER_INSERT) {
+        sqlx::query(
+            "INSERT INTO lead_first_outbound (lead_id, rep_id, activity_id, first_at)
+             SELECT * FROM UNNEST($1::int8[], $2::text[], $3::int8[], $4::timestamptz[])
+             ON CONFLICT (lead_id) DO UPDATE SET rep_id = excluded.rep_id,
+                activity_id = excluded.activity_id, first_at = excluded.first_at
+             WHERE excluded.first_at < lead_first_outbound.first_at",
+        )
+        .bind(chunk.iter().map(|f| f.lead_id).collect::<Vec<_>>())
+        .bind(chunk.iter().map(|f| f.rep_id).collect::<Vec<_>>())
+        .bind(chunk.iter().map(|f| f.activity_id).collect::<Vec<_>>())
+        .bind(chunk.iter().map(|f| f.first_at).collect::<Vec<_>>())
+        .execute(&mut *conn)
+        .await
+        .context("recording leads' first outbound contacts")?;
+    }
+    Ok(())
 }
 
 /// Inserts activities in one statement and returns the natural key of each row inserted (or
