@@ -229,15 +229,12 @@ async fn privacy_rules_keep_subjects_and_excluded_mail_out(db: TestDb) {
         excluded.iter().all(|s| s.headers.is_none()),
         "nothing kept about excluded mail"
     );
-    // Other mail with an external participant keeps its header fields (without the subject)
-    // for matching again later.
-    let kept = seen
-        .iter()
-        .filter(|s| s.decision == "email_sent")
-        .find_map(|s| s.headers.as_ref())
-        .unwrap();
-    assert!(kept.0["subject"].is_null(), "{kept:?}");
-    assert!(kept.0["from"][0].as_str().unwrap().ends_with("@example.com"));
+    // Other mail with an external participant not linked to a lead keeps its header fields
+    // (without the subject) for matching again later.
+    let kept: Vec<_> = seen.iter().filter_map(|s| s.headers.as_ref()).collect();
+    assert!(!kept.is_empty());
+    assert!(kept.iter().all(|k| k.0["subject"].is_null()), "{kept:?}");
+    assert!(kept.iter().all(|k| k.0["from"][0].is_string()), "{kept:?}");
 }
 
 store_tests!(importing_leads_later_links_mail_already_seen);

@@ -49,6 +49,8 @@ store_tests!(
     health_is_recorded,
     reps_follow_the_config,
     first_outbound_contacts,
+    header_fields_are_kept_where_a_later_lead_could_use_them,
+    a_lead_imported_later_joins_mail_that_counted_already,
 );
 
 async fn migrations_are_idempotent(db: TestDb) {
@@ -396,21 +398,8 @@ async fn explain_finds_every_record_of_a_message(db: TestDb) {
 /// A reply to mail decided in an earlier batch is a reply even when that batch is not stored
 /// yet: deciding carries the Message-IDs it saw sent.
 async fn a_reply_decided_before_its_original_is_stored(db: TestDb) {
-    use rapport::sources::mail::{FetchedMail, Ingestor, MailHeaders, MatchRules};
     let s = &db.store;
-    let config = test_config(&db.url);
-    s.sync_reps(&config).await.unwrap();
-    s.upsert_leads(&[lead("sara@acme.example", "Sara")], LeadColumns::all())
-        .await
-        .unwrap();
-    let rules = std::sync::Arc::new(MatchRules::new(&config, s.load_lead_index().await.unwrap()));
-    let ingestor = Ingestor::new(s.clone(), "alice-imap", &config.reps[0], rules);
-    let mail = |key: &str, raw: Vec<u8>| FetchedMail {
-        folder: "INBOX".into(),
-        item_key: key.into(),
-        headers: MailHeaders::parse(&raw),
-        internal_date: None,
-    };
+    let ingestor = sara_and_alice_ingestor(&db).await;
     let offer = mail(
         "1:1",
         common::message(
@@ -442,6 +431,162 @@ async fn a_reply_decided_before_its_original_is_stored(db: TestDb) {
     assert_eq!(common::count_kind(s, "email_sent").await, 1);
     assert_eq!(common::count_kind(s, "reply_received").await, 1);
     assert_eq!(common::count_kind(s, "email_received").await, 0);
+}
+
+/// Alice's mailbox ingestor (`alice-imap`) over a store whose one lead is sara@acme.example.
+async fn sara_and_alice_ingestor(db: &TestDb) -> rapport::sources::mail::Ingestor {
+    use rapport::sources::mail::{Ingestor, MatchRules};
+    let s = &db.store;
+    let config = test_config(&db.url);
+    s.sync_reps(&config).await.unwrap();
+    s.upsert_leads(&[lead("sara@acme.example", "Sara")], LeadColumns::all())
+        .await
+        .unwrap();
+    let rules = std::sync::Arc::new(MatchRules::new(&config, s.load_lead_index().await.unwrap()));
+    Ingestor::new(s.clone(), "alice-imap", &config.reps[0], rules)
+}
+
+/// A message read from INBOX under `key`.
+fn mail(key: &str, raw: Vec<u8>) -> rapport::sources::mail::FetchedMail {
+    rapport::sources::mail::FetchedMail {
+        folder: "INBOX".into(),
+        item_key: key.into(),
+        headers: rapport::sources::mail::MailHeaders::parse(&raw),
+        internal_date: None,
+    }
+}
+
+/// Header fields are kept for matching again later only where a lead imported later could be
+/// linked: not for counted mail whose every outside participant is one of its leads.
+async fn header_fields_are_kept_where_a_later_lead_could_use_them(db: TestDb) {
+    let s = &db.store;
+    let ingestor = sara_and_alice_ingestor(&db).await;
+    let batch = [
+        mail(
+            "1:1",
+            common::message(
+                "linked@acme.example",
+                "sara@acme.example",
+                "alice@example.com",
+                "Hi",
+                "",
+            ),
+        ),
+        mail(
+            "1:2",
+            common::message(
+                "copied@acme.example",
+                "sara@acme.example",
+                "alice@example.com",
+                "Hi",
+                "Cc: joe@gmail.com\r\n",
+            ),
+        ),
+        mail(
+            "1:3",
+            common::message("nolead@gmail.com", "joe@gmail.com", "alice@example.com", "Hi", ""),
+        ),
+        mail(
+            "1:4",
+            common::message("internal@example.com", "bob@example.com", "alice@example.com", "Hi", ""),
+        ),
+    ];
+    let stats = ingestor.ingest(&batch, None).await.unwrap();
+    assert_eq!((stats.counted, stats.skipped), (2, 2), "{stats:?}");
+    let seen = s.seen_in_mailbox("alice-imap").await.unwrap();
+    let kept: Vec<(&str, &str, bool)> = seen
+        .iter()
+        .map(|r| (r.item_key.as_str(), r.decision.as_str(), r.headers.is_some()))
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            ("1:1", "email_received", false),
+            ("1:2", "email_received", true),
+            ("1:3", "skipped", true),
+            ("1:4", "skipped", false),
+        ]
+    );
+    let copied = seen[1].headers.as_ref().unwrap();
+    assert_eq!(copied.0["cc"], serde_json::json!(["joe@gmail.com"]));
+}
+
+/// Mail that counted for one lead and copied someone who was no lead yet: once that person is
+/// imported, matching the kept header fields again links the activities to the new lead too
+/// (and makes it a newly contacted lead of the rep who wrote to it), without new activities.
+async fn a_lead_imported_later_joins_mail_that_counted_already(db: TestDb) {
+    use rapport::sources::mail::{FetchedMail, Ingestor, MatchRules};
+    let s = &db.store;
+    let ingestor = sara_and_alice_ingestor(&db).await;
+    let batch = [
+        mail(
+            "1:1",
+            common::message(
+                "in@acme.example",
+                "sara@acme.example",
+                "alice@example.com",
+                "Hi",
+                "Cc: joe@gmail.com\r\n",
+            ),
+        ),
+        mail(
+            "1:2",
+            common::message(
+                "out@example.com",
+                "alice@example.com",
+                "sara@acme.example, joe@gmail.com",
+                "Offer",
+                "",
+            ),
+        ),
+    ];
+    assert_eq!(ingestor.ingest(&batch, None).await.unwrap().counted, 2);
+    assert_eq!(first_contacts(s, 0, 30).await, [("alice".to_owned(), 1)]);
+
+    s.upsert_leads(&[lead("joe@gmail.com", "Joe")], LeadColumns::all())
+        .await
+        .unwrap();
+    let config = test_config(&db.url);
+    let rules = std::sync::Arc::new(MatchRules::new(&config, s.load_lead_index().await.unwrap()));
+    let ingestor = Ingestor::new(s.clone(), "alice-imap", &config.reps[0], rules);
+    let again = || async {
+        s.rematch_candidates("alice-imap")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| FetchedMail {
+                folder: r.folder,
+                item_key: r.item_key,
+                headers: Some(serde_json::from_value(r.headers.unwrap().0).unwrap()),
+                internal_date: r.occurred_at,
+            })
+            .collect::<Vec<_>>()
+    };
+    let candidates = again().await;
+    assert_eq!(candidates.len(), 2, "{candidates:?}");
+    let stats = ingestor.ingest(&candidates, None).await.unwrap();
+    assert_eq!((stats.counted, stats.duplicates, stats.linked), (0, 2, 2), "{stats:?}");
+
+    let joe = s.lead_by_email("joe@gmail.com").await.unwrap().unwrap();
+    let mut joined: Vec<String> = s
+        .activities_for_lead(joe.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.kind)
+        .collect();
+    joined.sort();
+    assert_eq!(joined, ["email_received", "email_sent"]);
+    assert_eq!(first_contacts(s, 0, 30).await, [("alice".to_owned(), 2)]);
+    // The records now name Joe, and keep no header fields: nobody is left to link.
+    let seen = s.seen_in_mailbox("alice-imap").await.unwrap();
+    assert!(
+        seen.iter().all(|r| r.reason.contains("joe@gmail.com (lead)")),
+        "{seen:?}"
+    );
+    assert!(seen.iter().all(|r| r.headers.is_none()), "{seen:?}");
+    assert!(again().await.is_empty());
+    assert_eq!(common::count_kind(s, "email_sent").await, 1);
 }
 
 async fn cursors_round_trip(db: TestDb) {

@@ -75,8 +75,10 @@ pub fn calendar_tasks(config: &Config, store: &Store, rules: &Arc<MatchRules>) -
     Ok(tasks)
 }
 
-/// Matches mail seen earlier without a lead against the leads known now, so that importing a
-/// lead links the mail already exchanged with it. Returns how many messages now count.
+/// Matches mail seen earlier against the leads known now, so that importing a lead links the
+/// mail already exchanged with it: mail skipped for want of a lead may count now, and counted
+/// mail with a participant who is a lead now is linked to that lead too. Returns how many
+/// messages count for a lead they did not count for before.
 pub async fn rematch_seen_mail(config: &Config, store: &Store) -> Result<usize> {
     let (tasks, _) = mailbox_tasks(config, store).await?;
     let mut counted = 0;
@@ -95,7 +97,8 @@ pub async fn rematch_seen_mail(config: &Config, store: &Store) -> Result<usize> 
             })
             .collect();
         for chunk in batch.chunks(500) {
-            counted += t.ingestor.ingest(chunk, None).await?.counted;
+            let stats = t.ingestor.ingest(chunk, None).await?;
+            counted += stats.counted + stats.linked;
         }
     }
     if counted > 0 {

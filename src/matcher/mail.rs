@@ -212,6 +212,24 @@ impl MailMatcher<'_> {
         self.domains.classify(address::domain_of(addr)) == DomainClass::Internal
     }
 
+    /// Whether a participant of `h` outside the company (not `rep`, not in an internal domain)
+    /// is none of `leads`: a lead imported later may be that person, so the message's header
+    /// fields are worth keeping for matching again. A message whose every outside participant
+    /// is one of its leads has nothing left to link.
+    pub fn has_unlinked_participant(&self, rep: &RepView<'_>, h: &MailHeaders, leads: &[LeadMatch]) -> bool {
+        h.from.iter().map(String::as_str).chain(h.recipients()).any(|a| {
+            if self.is_internal(a) || rep.addresses.iter().any(|r| r == a) {
+                return false;
+            }
+            // Most often the address is a lead's as written: no key to build.
+            if leads.iter().any(|l| l.address() == a) {
+                return false;
+            }
+            let key = self.key(a);
+            !rep.addresses.contains(&key) && !leads.iter().any(|l| l.address() == key)
+        })
+    }
+
     /// Decides what `h`, found in `rep`'s mailbox, is. `is_outbound` tells whether a
     /// Message-ID belongs to an outbound message of this rep already logged.
     pub fn decide(&self, rep: &RepView<'_>, h: &MailHeaders, is_outbound: &dyn Fn(&str) -> bool) -> MailDecision {

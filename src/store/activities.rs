@@ -183,6 +183,60 @@ impl Tx {
     }
 }
 
+impl Tx {
+    /// Links activities recorded before (found by their natural key) to those of their
+    /// `lead_ids` they are not linked to yet, and keeps `lead_first_outbound` as recording does:
+    /// a message matched again after a lead import gains the new lead. Returns how many of the
+    /// activities gained a lead. One statement per link: these are few (duplicates of mail seen
+    /// in another folder, or mail matched again), not a backfill's bulk.
+    pub async fn link_recorded(&mut self, list: &[&NewActivity]) -> Result<usize> {
+        let mut gained: Vec<NewActivity> = Vec::new();
+        let mut ids = Vec::new();
+        for a in list {
+            let mut new_leads = Vec::new();
+            let mut activity_id = None;
+            for &lead in &a.lead_ids {
+                let linked: Option<i64> = with_tx!(self, |conn| {
+                    sqlx::query_scalar(
+                        "INSERT INTO activity_leads (activity_id, lead_id)
+                         SELECT id, $1 FROM activities
+                         WHERE rep_id = $2 AND dedup_kind = $3 AND source = $4 AND source_id = $5
+                         ON CONFLICT DO NOTHING RETURNING activity_id",
+                    )
+                    .bind(lead)
+                    .bind(&a.rep_id)
+                    .bind(a.dedup_kind())
+                    .bind(a.source.as_str())
+                    .bind(&a.source_id)
+                    .fetch_optional(&mut *conn)
+                    .await
+                })
+                .context("linking a recorded activity to a lead")?;
+                if let Some(id) = linked {
+                    new_leads.push(lead);
+                    activity_id = Some(id);
+                }
+            }
+            if !new_leads.is_empty() {
+                gained.push(NewActivity {
+                    lead_ids: new_leads,
+                    ..(*a).clone()
+                });
+                ids.push(activity_id);
+            }
+        }
+        let refs: Vec<&NewActivity> = gained.iter().collect();
+        let firsts = first_outbound(&refs, &ids);
+        if !firsts.is_empty() {
+            match self {
+                Tx::Sqlite(t, _) => super::sqlite_bulk::upsert_first_outbound(t, &firsts).await?,
+                Tx::Postgres(t) => upsert_first_outbound(t, &firsts).await?,
+            }
+        }
+        Ok(gained.len())
+    }
+}
+
 /// A lead's earliest outbound activity among those just recorded: a candidate for
 /// `lead_first_outbound`, where it replaces an existing row only if it is earlier.
 #[derive(Debug, Clone, PartialEq)]

@@ -159,14 +159,16 @@ impl Store {
         .with_context(|| format!("listing the messages seen in {mailbox_id}"))
     }
 
-    /// Messages of a mailbox that were skipped for want of a lead and whose header fields were
-    /// kept: the ones a newly imported lead may turn into activities.
+    /// Messages of a mailbox whose header fields were kept and that a newly imported lead may
+    /// concern: skipped for want of a lead (they may count now), or counted with a participant
+    /// that is not one of their leads (the activity may gain a lead).
     pub async fn rematch_candidates(&self, mailbox_id: &str) -> Result<Vec<SeenMail>> {
         with_pool!(self, |pool| {
             sqlx::query_as::<_, SeenMail>(
                 "SELECT mailbox_id, folder, item_key, message_id, rep_id, decision, reason, occurred_at, headers
-                 FROM mail_seen WHERE mailbox_id = $1 AND decision = 'skipped' AND headers IS NOT NULL
-                    AND (reason LIKE 'not counted: no lead%' OR reason LIKE 'not counted: a bounce that names no lead%')
+                 FROM mail_seen WHERE mailbox_id = $1 AND headers IS NOT NULL
+                    AND (decision NOT IN ('skipped', 'unreadable') OR reason LIKE 'not counted: no lead%'
+                        OR reason LIKE 'not counted: a bounce that names no lead%')
                  ORDER BY occurred_at, item_key",
             )
             .bind(mailbox_id)
@@ -223,8 +225,11 @@ impl Tx {
         Ok(found)
     }
 
-    /// Records that these messages of `mailbox_id` (owned by `rep_id`) were looked at (rows
-    /// already present are left alone, unless the message counts now where it was skipped).
+    /// Records that these messages of `mailbox_id` (owned by `rep_id`) were looked at. A row
+    /// already present (the message matched again after a lead import) takes the new decision,
+    /// reason and kept header fields if it was skipped (the message may count now) or if the new
+    /// decision counts (it may name a lead more, and no longer need its header fields); a
+    /// message that counted is never marked skipped again.
     pub async fn insert_seen<H: serde::Serialize + Sync>(
         &mut self,
         mailbox_id: &str,
@@ -246,10 +251,9 @@ impl Tx {
                     message_key, mailbox_id, rep_id, seen_at)
                  SELECT v.*, $9, $10, $11 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[],
                     $5::text[], $6::timestamptz[], $7::jsonb[], $8::int8[]) AS v
-                 -- A message seen before without a lead may count now (matched again after a lead
-                 -- import): its skipped record is replaced; a counted one never changes.
                  ON CONFLICT (mailbox_id, folder, item_key) DO UPDATE SET decision = excluded.decision,
-                    reason = excluded.reason WHERE mail_seen.decision = 'skipped'",
+                    reason = excluded.reason, headers = excluded.headers
+                 WHERE mail_seen.decision = 'skipped' OR excluded.decision NOT IN ('skipped', 'unreadable')",
             )
             .bind(column(chunk, |r| r.folder))
             .bind(column(chunk, |r| r.item_key))

@@ -308,14 +308,21 @@ pub(super) async fn insert_seen<H: serde::Serialize>(
             Ok(())
         })?;
         if !present.is_empty() {
-            // A message seen before without a lead may count now (matched again after a lead
-            // import): its skipped record takes the new decision; a counted one never changes.
+            // A message seen before, matched again after a lead import: the rule of
+            // `Tx::insert_seen`, as PostgreSQL's upsert writes it.
             let mut update = db.prepare(
-                "UPDATE mail_seen SET decision = ?1, reason = ?2
-                 WHERE mailbox_id = ?3 AND folder = ?4 AND item_key = ?5 AND decision = 'skipped'",
+                "UPDATE mail_seen SET decision = ?1, reason = ?2, headers = ?6
+                 WHERE mailbox_id = ?3 AND folder = ?4 AND item_key = ?5
+                    AND (decision = 'skipped' OR ?1 NOT IN ('skipped', 'unreadable'))",
             )?;
             for r in present.into_iter().flat_map(|range| &rows[range]) {
-                update.execute((r.decision, r.reason, mailbox_id, r.folder, r.item_key))?;
+                let headers = r
+                    .headers
+                    .as_ref()
+                    .map(serde_json::to_string)
+                    .transpose()
+                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
+                update.execute((r.decision, r.reason, mailbox_id, r.folder, r.item_key, headers))?;
             }
         }
         Ok(())

@@ -284,3 +284,43 @@ fn explanations_name_kind_leads_answer_and_signal() {
         "not counted: bulk or list mail (List-Id)"
     );
 }
+
+/// `has_unlinked_participant` as decided for `h` (which must count).
+fn unlinked(h: &MailHeaders) -> bool {
+    let (r, i) = (rules(), index());
+    let m = MailMatcher {
+        domains: &r,
+        index: &i,
+        strip_plus_tags: true,
+        unknown_senders: UnknownSenders::Ignore,
+    };
+    let addrs = alice();
+    let rep = RepView {
+        id: "alice",
+        addresses: &addrs,
+    };
+    let MailDecision::Count { leads, .. } = m.decide(&rep, h, &|_| false) else {
+        panic!("{h:?} does not count")
+    };
+    m.has_unlinked_participant(&rep, h, &leads)
+}
+
+#[test]
+fn a_participant_outside_the_company_and_not_a_lead_is_unlinked() {
+    // Every outside participant is a lead: nothing a later match could add.
+    assert!(!unlinked(&headers("alice@example.com", &["sara@acme.example"])));
+    assert!(!unlinked(&headers("sara+news@acme.example", &["alice@example.com"])));
+    assert!(!unlinked(&headers(
+        "a.andersson@example.com",
+        &["sara@acme.example", "bob@example.com"]
+    )));
+    // Someone at a free-mail domain (not a lead under `ignore`), or at a blocked domain (an
+    // exact lead import would still match), is not linked yet.
+    assert!(unlinked(&headers(
+        "sara@acme.example",
+        &["alice@example.com", "joe@gmail.com"]
+    )));
+    let mut h = headers("alice@example.com", &["sara@acme.example"]);
+    h.cc = vec!["spy@rival.example".into()];
+    assert!(unlinked(&h));
+}

@@ -43,6 +43,9 @@ pub struct IngestStats {
     pub counted: usize,
     /// Counted, but the activity existed already (the same message in another folder).
     pub duplicates: usize,
+    /// Activities recorded before that this batch linked to a lead they were not linked to (a
+    /// message matched again after a lead import, whose activity gains the new lead).
+    pub linked: usize,
     pub skipped: usize,
     pub unreadable: usize,
 }
@@ -52,6 +55,7 @@ impl std::ops::AddAssign for IngestStats {
         self.seen += o.seen;
         self.counted += o.counted;
         self.duplicates += o.duplicates;
+        self.linked += o.linked;
         self.skipped += o.skipped;
         self.unreadable += o.unreadable;
     }
@@ -229,7 +233,9 @@ impl Ingestor {
             tx.tx.outbound_message_ids(&self.rep_id, &referenced).await?
         };
 
-        let mut decisions: Vec<(String, Option<MailDecision>)> = Vec::with_capacity(batch.len());
+        // Per message: its Message-ID, the decision, and whether its header fields are worth
+        // keeping for matching again later (see `Keep`).
+        let mut decisions: Vec<(String, Option<MailDecision>, bool)> = Vec::with_capacity(batch.len());
         {
             let index = self.rules.index.read().await;
             let matcher = MailMatcher {
@@ -244,7 +250,7 @@ impl Ingestor {
             };
             for m in batch {
                 let Some(h) = &m.headers else {
-                    decisions.push((format!("unreadable-{}-{}", m.folder, m.item_key), None));
+                    decisions.push((format!("unreadable-{}-{}", m.folder, m.item_key), None, false));
                     continue;
                 };
                 if h.from
@@ -253,19 +259,25 @@ impl Ingestor {
                     .chain(h.recipients())
                     .any(|a| self.rules.privacy.excludes(a))
                 {
-                    decisions.push(("excluded".to_owned(), Some(MailDecision::Skip(SkipReason::Excluded))));
+                    decisions.push((
+                        "excluded".to_owned(),
+                        Some(MailDecision::Skip(SkipReason::Excluded)),
+                        false,
+                    ));
                     continue;
                 }
                 let id = h.effective_message_id();
                 let d = matcher.decide(&rep, h, &|mid| outbound.contains(mid) || sent_before.contains(mid));
-                if let MailDecision::Count {
-                    kind: ActivityKind::EmailSent,
-                    ..
-                } = d
-                {
-                    outbound.insert(id.clone());
-                }
-                decisions.push((id, Some(d)));
+                let worth_keeping = match &d {
+                    MailDecision::Count { kind, leads, .. } => {
+                        if *kind == ActivityKind::EmailSent {
+                            outbound.insert(id.clone());
+                        }
+                        matcher.has_unlinked_participant(&rep, h, leads)
+                    }
+                    MailDecision::Skip(_) => true,
+                };
+                decisions.push((id, Some(d), worth_keeping));
             }
         }
         let mut decided = Decided {
@@ -275,7 +287,7 @@ impl Ingestor {
             skipped: 0,
             unreadable: 0,
         };
-        for (m, (message_id, decision)) in batch.iter().zip(decisions) {
+        for (m, (message_id, decision, worth_keeping)) in batch.iter().zip(decisions) {
             let (decision_name, reason, when) = match (&decision, &m.headers) {
                 (
                     Some(MailDecision::Count {
@@ -324,9 +336,11 @@ impl Ingestor {
             };
             debug!(mailbox = %self.mailbox_id, folder = %m.folder, %message_id, decision = %decision_name, "{reason}");
             // Kept for matching again later: every message with an external participant that
-            // no privacy rule excludes.
+            // no privacy rule excludes, unless it counted and every such participant is one of
+            // its leads already (most mail with leads: a later match has nothing to add).
             let keep = match (&m.headers, &decision) {
                 (_, Some(MailDecision::Skip(SkipReason::Excluded))) | (None, _) => Keep::Nothing,
+                (Some(_), _) if !worth_keeping => Keep::Nothing,
                 (Some(h), _) => {
                     let external = h
                         .from
@@ -395,11 +409,19 @@ impl Ingestor {
             tx.mark_bounced(&bounced, now).await?;
         }
         let activities: Vec<NewActivity> = activities.into_iter().map(|(a, _)| a).collect();
-        for id in tx.record_activities(&activities, now).await? {
+        let mut recorded_before = Vec::new();
+        for (a, id) in activities.iter().zip(tx.record_activities(&activities, now).await?) {
             match id {
                 Some(_) => stats.counted += 1,
-                None => stats.duplicates += 1,
+                None => {
+                    stats.duplicates += 1;
+                    recorded_before.push(a);
+                }
             }
+        }
+        // A message counted before may name a lead its activity is not linked to yet.
+        if !recorded_before.is_empty() {
+            stats.linked = tx.link_recorded(&recorded_before).await?;
         }
         let seen_rows: Vec<_> = batch
             .iter()
