@@ -102,6 +102,7 @@ store_tests!(
     malformed_messages_never_stall_the_folder,
     dropped_connection_recovers_without_duplicates,
     a_bounce_names_a_lead_created_earlier_in_the_same_backfill,
+    a_backfill_searches_its_window_a_slice_at_a_time,
 );
 
 async fn backfill_then_restart_fetches_nothing_again(db: TestDb) {
@@ -352,6 +353,69 @@ async fn a_bounce_names_a_lead_created_earlier_in_the_same_backfill(db: TestDb) 
 }
 
 /// Polls `cond` until it holds; fails after a minute (generous: this checks behaviour, not speed).
+/// A backfill finds the messages inside its window with one `UID SEARCH … SINCE` per slice of
+/// UIDs, and fetches exactly those: here every fifth message is older than the window (its
+/// INTERNALDATE, the file's time, set back 200 days before the store's clock).
+async fn a_backfill_searches_its_window_a_slice_at_a_time(db: TestDb) {
+    let e = env(db, "bob-pw").await;
+    let n = 5000;
+    let messages = (0..n).map(|i| {
+        message(
+            &format!("m{i}@acme.example"),
+            "sara@acme.example",
+            "alice@example.com",
+            "hi",
+            "",
+        )
+    });
+    assert_eq!(e.dovecot.write_maildir_messages("alice", None, messages), n);
+    // File names sort in writing order, which is UID order.
+    let mut files: Vec<_> = std::fs::read_dir(e.dovecot.maildir("alice").join("cur"))
+        .unwrap()
+        .map(|f| f.unwrap().path())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), n);
+    let old: std::time::SystemTime = (e.db.store.now() - chrono::Duration::days(200)).into();
+    for f in files.iter().step_by(5) {
+        let file = std::fs::File::options().write(true).open(f).unwrap();
+        file.set_modified(old).unwrap();
+    }
+
+    let t = tasks(&e).await.remove(0);
+    let stats = t.sync_once().await.unwrap();
+    let inside = n - n.div_ceil(5);
+    assert_eq!(stats.seen, inside);
+    assert_eq!(count(&e, "email_received").await, inside as i64);
+    let searches: Vec<String> = e
+        .dovecot
+        .imap_commands()
+        .into_iter()
+        .filter(|c| c.user == "alice" && c.name == "SEARCH" && c.args.contains("SINCE"))
+        .map(|c| c.args)
+        .collect();
+    assert!(searches.len() >= 3, "{searches:?}");
+    assert!(searches[0].starts_with("UID 1:"), "{searches:?}");
+    // Exactly the messages inside the window were fetched (the old ones have the UIDs 1, 6,
+    // 11, …), and the cursor is past them all.
+    let mut fetched: Vec<u32> = Vec::new();
+    for c in e.dovecot.imap_commands() {
+        if c.user == "alice" && c.name == "FETCH" && c.args.contains("HEADER.FIELDS") {
+            let set = c.args.split_whitespace().next().unwrap();
+            for range in set.split(',') {
+                let (a, b) = range.split_once(':').unwrap_or((range, range));
+                fetched.extend(a.parse::<u32>().unwrap()..=b.parse::<u32>().unwrap());
+            }
+        }
+    }
+    fetched.sort_unstable();
+    let expected: Vec<u32> = (1..=n as u32).filter(|u| (u - 1) % 5 != 0).collect();
+    assert_eq!(fetched, expected);
+    let cursor = e.db.store.cursor("alice-imap", "INBOX").await.unwrap().unwrap();
+    assert_eq!(cursor.last_uid, Some(n as i64));
+    assert_eq!(t.sync_once().await.unwrap().seen, 0);
+}
+
 async fn wait_for<F, Fut>(cond: F)
 where
     F: Fn() -> Fut,
