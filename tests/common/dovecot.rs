@@ -289,9 +289,16 @@ impl Dovecot {
         for message in messages {
             let seq = SEQ.fetch_add(1, Ordering::Relaxed);
             // Dovecot sorts new files by the time before the first dot, then by the
-            // microseconds after `M`, then by name: all three grow with `seq`.
+            // microseconds after `M`, then by name: all three grow with `seq`. The varying
+            // digits come last and the name's length never changes: Dovecot keeps the names in
+            // a hash table whose hash (PJW's, one character per 4 bits, the high bits folded
+            // back) keeps little of a name's beginning. Named `…P<pid>Q<seq>.rapport-test`, the
+            // 50,000 messages of the benchmark got 5 distinct hashes whenever the pid had four
+            // digits: every lookup then compared names one by one, and Dovecot served 5,000
+            // instead of 140,000 messages a second (the "slow state" of older BENCHMARKS.md
+            // runs, which came and went with the pid).
             let base = format!(
-                "{}.M{:06}P{pid}Q{seq:012}.rapport-test",
+                "{}.M{:06}P{pid:07}.rapport-test-{seq:012}",
                 1_700_000_000 + seq / 1_000_000,
                 seq % 1_000_000
             );
