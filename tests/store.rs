@@ -564,7 +564,7 @@ async fn a_lead_imported_later_joins_mail_that_counted_already(db: TestDb) {
     };
     let candidates = again().await;
     assert_eq!(candidates.len(), 2, "{candidates:?}");
-    let stats = ingestor.ingest(&candidates, None).await.unwrap();
+    let stats = ingestor.ingest_again(&candidates).await.unwrap();
     assert_eq!((stats.counted, stats.duplicates, stats.linked), (0, 2, 2), "{stats:?}");
 
     let joe = s.lead_by_email("joe@gmail.com").await.unwrap().unwrap();

@@ -97,7 +97,7 @@ pub async fn rematch_seen_mail(config: &Config, store: &Store) -> Result<usize> 
             })
             .collect();
         for chunk in batch.chunks(500) {
-            let stats = t.ingestor.ingest(chunk, None).await?;
+            let stats = t.ingestor.ingest_again(chunk).await?;
             counted += stats.counted + stats.linked;
         }
     }

@@ -187,8 +187,8 @@ impl Tx {
     /// Links activities recorded before (found by their natural key) to those of their
     /// `lead_ids` they are not linked to yet, and keeps `lead_first_outbound` as recording does:
     /// a message matched again after a lead import gains the new lead. Returns how many of the
-    /// activities gained a lead. One statement per link: these are few (duplicates of mail seen
-    /// in another folder, or mail matched again), not a backfill's bulk.
+    /// activities gained a lead. One statement per link: only mail matched again after a lead
+    /// import comes here, not a backfill's bulk.
     pub async fn link_recorded(&mut self, list: &[&NewActivity]) -> Result<usize> {
         let mut gained: Vec<NewActivity> = Vec::new();
         let mut ids = Vec::new();

@@ -180,7 +180,25 @@ impl Ingestor {
 
     /// Processes a batch and, in the same transaction, moves `cursor` forward.
     pub async fn ingest(&self, batch: &[FetchedMail], cursor: Option<&SyncCursor>) -> Result<IngestStats> {
+        self.ingest_in(self.begin().await?, batch, cursor).await
+    }
+
+    /// Processes messages seen before once more, matched against the leads known now (see
+    /// `daemon::rematch_seen_mail`): as [`Ingestor::ingest`], and the activities they recorded
+    /// before are linked to the leads they name now ([`IngestStats::linked`]).
+    pub async fn ingest_again(&self, batch: &[FetchedMail]) -> Result<IngestStats> {
         let mut tx = self.begin().await?;
+        tx.link_recorded = true;
+        self.ingest_in(tx, batch, None).await
+    }
+
+    /// Decides and stores `batch` in `tx`, moves `cursor`, commits.
+    async fn ingest_in(
+        &self,
+        mut tx: IngestTx,
+        batch: &[FetchedMail],
+        cursor: Option<&SyncCursor>,
+    ) -> Result<IngestStats> {
         let decided = self.decide(&mut tx, batch, &mut HashSet::default()).await?;
         let stats = self.store(&mut tx, batch, decided, cursor).await?;
         self.commit(tx).await?;
@@ -192,6 +210,7 @@ impl Ingestor {
         Ok(IngestTx {
             tx: self.store.begin_replayable().await?,
             new_leads: NewLeads::default(),
+            link_recorded: false,
             messages: 0,
         })
     }
@@ -397,7 +416,12 @@ impl Ingestor {
             ..Default::default()
         };
         tx.messages += batch.len();
-        let IngestTx { tx, new_leads, .. } = tx;
+        let IngestTx {
+            tx,
+            new_leads,
+            link_recorded,
+            ..
+        } = tx;
         for (activity, leads) in &mut activities {
             for l in leads.iter() {
                 activity
@@ -419,8 +443,10 @@ impl Ingestor {
                 }
             }
         }
-        // A message counted before may name a lead its activity is not linked to yet.
-        if !recorded_before.is_empty() {
+        // Matched again, a message counted before may name a lead its activity is not linked
+        // to yet. (Not for every duplicate: the same message in another folder of a sync, as
+        // Gmail's Sent and All Mail, names the same leads.)
+        if *link_recorded && !recorded_before.is_empty() {
             stats.linked = tx.link_recorded(&recorded_before).await?;
         }
         let seen_rows: Vec<_> = batch
@@ -459,6 +485,9 @@ pub struct IngestTx {
     tx: Tx,
     new_leads: NewLeads,
     messages: usize,
+    /// Link activities recorded before to the leads their messages name now
+    /// ([`Ingestor::ingest_again`]).
+    link_recorded: bool,
 }
 
 impl IngestTx {
