@@ -456,39 +456,38 @@ fn mail(key: &str, raw: Vec<u8>) -> rapport::sources::mail::FetchedMail {
     }
 }
 
+/// A message with subject "Hi" read from INBOX under `key` (see [`mail`]).
+fn hi(key: &str, id: &str, from: &str, to: &str, extra: &str) -> rapport::sources::mail::FetchedMail {
+    mail(key, common::message(id, from, to, "Hi", extra))
+}
+
 /// Header fields are kept for matching again later only where a lead imported later could be
 /// linked: not for counted mail whose every outside participant is one of its leads.
 async fn header_fields_are_kept_where_a_later_lead_could_use_them(db: TestDb) {
     let s = &db.store;
     let ingestor = sara_and_alice_ingestor(&db).await;
     let batch = [
-        mail(
+        hi(
             "1:1",
-            common::message(
-                "linked@acme.example",
-                "sara@acme.example",
-                "alice@example.com",
-                "Hi",
-                "",
-            ),
+            "linked@acme.example",
+            "sara@acme.example",
+            "alice@example.com",
+            "",
         ),
-        mail(
+        hi(
             "1:2",
-            common::message(
-                "copied@acme.example",
-                "sara@acme.example",
-                "alice@example.com",
-                "Hi",
-                "Cc: joe@gmail.com\r\n",
-            ),
+            "copied@acme.example",
+            "sara@acme.example",
+            "alice@example.com",
+            "Cc: joe@gmail.com\r\n",
         ),
-        mail(
-            "1:3",
-            common::message("nolead@gmail.com", "joe@gmail.com", "alice@example.com", "Hi", ""),
-        ),
-        mail(
+        hi("1:3", "nolead@gmail.com", "joe@gmail.com", "alice@example.com", ""),
+        hi(
             "1:4",
-            common::message("internal@example.com", "bob@example.com", "alice@example.com", "Hi", ""),
+            "internal@example.com",
+            "bob@example.com",
+            "alice@example.com",
+            "",
         ),
     ];
     let stats = ingestor.ingest(&batch, None).await.unwrap();
@@ -519,25 +518,19 @@ async fn a_lead_imported_later_joins_mail_that_counted_already(db: TestDb) {
     let s = &db.store;
     let ingestor = sara_and_alice_ingestor(&db).await;
     let batch = [
-        mail(
+        hi(
             "1:1",
-            common::message(
-                "in@acme.example",
-                "sara@acme.example",
-                "alice@example.com",
-                "Hi",
-                "Cc: joe@gmail.com\r\n",
-            ),
+            "in@acme.example",
+            "sara@acme.example",
+            "alice@example.com",
+            "Cc: joe@gmail.com\r\n",
         ),
-        mail(
+        hi(
             "1:2",
-            common::message(
-                "out@example.com",
-                "alice@example.com",
-                "sara@acme.example, joe@gmail.com",
-                "Offer",
-                "",
-            ),
+            "out@example.com",
+            "alice@example.com",
+            "sara@acme.example, joe@gmail.com",
+            "",
         ),
     ];
     assert_eq!(ingestor.ingest(&batch, None).await.unwrap().counted, 2);
