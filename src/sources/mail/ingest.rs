@@ -69,6 +69,9 @@ pub struct MatchRules {
     /// Leads and companies; reloaded by the daemon when leads change, grown by ingestion.
     pub index: RwLock<LeadIndex>,
     pub privacy: PrivacyConfig,
+    /// The address of `mailto:` unsubscribes (`sequences.unsubscribe_address`): mail to it
+    /// always keeps its header fields, which `sequences::unsubscribe` reads the token from.
+    pub unsubscribe_address: Option<String>,
 }
 
 /// Leads made during one batch for addresses not known yet (a domain match or, by config, an
@@ -126,7 +129,15 @@ impl MatchRules {
             unknown_senders: config.matching.unknown_senders,
             index: RwLock::new(index),
             privacy: config.privacy.clone(),
+            unsubscribe_address: config.sequences.unsubscribe_address.clone(),
         }
+    }
+
+    /// Whether `h` went to the address of `mailto:` unsubscribes.
+    fn to_unsubscribe_address(&self, h: &MailHeaders) -> bool {
+        self.unsubscribe_address
+            .as_deref()
+            .is_some_and(|u| h.recipients().any(|r| r.eq_ignore_ascii_case(u)))
     }
 }
 
@@ -292,7 +303,7 @@ impl Ingestor {
                         if *kind == ActivityKind::EmailSent {
                             outbound.insert(id.clone());
                         }
-                        matcher.has_unlinked_participant(&rep, h, leads)
+                        matcher.has_unlinked_participant(&rep, h, leads) || self.rules.to_unsubscribe_address(h)
                     }
                     MailDecision::Skip(_) => true,
                 };
@@ -356,7 +367,8 @@ impl Ingestor {
             debug!(mailbox = %self.mailbox_id, folder = %m.folder, %message_id, decision = %decision_name, "{reason}");
             // Kept for matching again later: every message with an external participant that
             // no privacy rule excludes, unless it counted and every such participant is one of
-            // its leads already (most mail with leads: a later match has nothing to add).
+            // its leads already (most mail with leads: a later match has nothing to add) and it
+            // is no `mailto:` unsubscribe.
             let keep = match (&m.headers, &decision) {
                 (_, Some(MailDecision::Skip(SkipReason::Excluded))) | (None, _) => Keep::Nothing,
                 (Some(_), _) if !worth_keeping => Keep::Nothing,
