@@ -159,13 +159,7 @@ impl Tx {
                 new_ids
             }
         };
-        let firsts = first_outbound(&unique, &new_ids);
-        if !firsts.is_empty() {
-            match self {
-                Tx::Sqlite(t, _) => super::sqlite_bulk::upsert_first_outbound(t, &firsts).await?,
-                Tx::Postgres(t) => upsert_first_outbound(t, &firsts).await?,
-            }
-        }
+        self.record_first_outbound(&unique, &new_ids).await?;
         // A key twice in one call: the first takes the id, the rest are duplicates.
         let out = list
             .iter()
@@ -226,14 +220,21 @@ impl Tx {
             }
         }
         let refs: Vec<&NewActivity> = gained.iter().collect();
-        let firsts = first_outbound(&refs, &ids);
+        self.record_first_outbound(&refs, &ids).await?;
+        Ok(gained.len())
+    }
+
+    /// Keeps `lead_first_outbound` for activities just recorded or linked (`ids`: the id of each
+    /// of `list`, `None` for those that were not): see [`first_outbound`].
+    async fn record_first_outbound(&mut self, list: &[&NewActivity], ids: &[Option<i64>]) -> Result<()> {
+        let firsts = first_outbound(list, ids);
         if !firsts.is_empty() {
             match self {
                 Tx::Sqlite(t, _) => super::sqlite_bulk::upsert_first_outbound(t, &firsts).await?,
                 Tx::Postgres(t) => upsert_first_outbound(t, &firsts).await?,
             }
         }
-        Ok(gained.len())
+        Ok(())
     }
 }
 

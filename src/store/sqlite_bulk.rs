@@ -249,6 +249,18 @@ pub(super) async fn upsert_first_outbound(conn: &mut SqliteConnection, rows: &[F
     .context("recording leads' first outbound contacts")
 }
 
+/// The kept header fields of a `mail_seen` row as JSON text, written into `buf`.
+fn headers_json<'b, H: serde::Serialize>(
+    headers: &Option<H>,
+    buf: &'b mut Vec<u8>,
+) -> rusqlite::Result<Option<&'b str>> {
+    let Some(h) = headers else { return Ok(None) };
+    buf.clear();
+    serde_json::to_writer(&mut *buf, h).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
+    // serde_json writes UTF-8 only.
+    Ok(Some(std::str::from_utf8(buf).map_err(rusqlite::Error::Utf8Error)?))
+}
+
 /// Inserts `mail_seen` rows (see [`super::Tx::insert_seen`] for the rules).
 ///
 /// Written as `INSERT OR FAIL … ON CONFLICT DO NOTHING`, and the rows that were there already
@@ -281,16 +293,7 @@ pub(super) async fn insert_seen<H: serde::Serialize>(
             let mut b = Binder { stmt, next: 0 };
             b.bind(mailbox_id)?.bind(rep_id)?.bind(now.as_str())?;
             for r in chunk {
-                let headers = match &r.headers {
-                    Some(h) => {
-                        json.clear();
-                        serde_json::to_writer(&mut json, h)
-                            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
-                        // serde_json writes UTF-8 only.
-                        Some(std::str::from_utf8(&json).map_err(rusqlite::Error::Utf8Error)?)
-                    }
-                    None => None,
-                };
+                let headers = headers_json(&r.headers, &mut json)?;
                 b.bind(r.folder)?
                     .bind(r.item_key)?
                     .bind(r.message_id)?
@@ -316,12 +319,7 @@ pub(super) async fn insert_seen<H: serde::Serialize>(
                     AND (decision = 'skipped' OR ?1 NOT IN ('skipped', 'unreadable'))",
             )?;
             for r in present.into_iter().flat_map(|range| &rows[range]) {
-                let headers = r
-                    .headers
-                    .as_ref()
-                    .map(serde_json::to_string)
-                    .transpose()
-                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
+                let headers = headers_json(&r.headers, &mut json)?;
                 update.execute((r.decision, r.reason, mailbox_id, r.folder, r.item_key, headers))?;
             }
         }

@@ -445,20 +445,18 @@ impl Ingestor {
             tx.mark_bounced(&bounced, now).await?;
         }
         let activities: Vec<NewActivity> = activities.into_iter().map(|(a, _)| a).collect();
-        let mut recorded_before = Vec::new();
-        for (a, id) in activities.iter().zip(tx.record_activities(&activities, now).await?) {
-            match id {
-                Some(_) => stats.counted += 1,
-                None => {
-                    stats.duplicates += 1;
-                    recorded_before.push(a);
-                }
-            }
-        }
+        let ids = tx.record_activities(&activities, now).await?;
+        stats.counted = ids.iter().filter(|id| id.is_some()).count();
+        stats.duplicates = ids.len() - stats.counted;
         // Matched again, a message counted before may name a lead its activity is not linked
         // to yet. (Not for every duplicate: the same message in another folder of a sync, as
         // Gmail's Sent and All Mail, names the same leads.)
-        if *link_recorded && !recorded_before.is_empty() {
+        if *link_recorded && stats.duplicates > 0 {
+            let recorded_before: Vec<&NewActivity> = activities
+                .iter()
+                .zip(&ids)
+                .filter_map(|(a, id)| id.is_none().then_some(a))
+                .collect();
             stats.linked = tx.link_recorded(&recorded_before).await?;
         }
         let seen_rows: Vec<_> = batch
