@@ -53,6 +53,23 @@ store_tests!(
     a_lead_imported_later_joins_mail_that_counted_already,
 );
 
+mod the_natural_key_with_the_message_id_first_keeps_what_was_recorded {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        super::the_natural_key_with_the_message_id_first_keeps_what_was_recorded(
+            super::TestDb::sqlite_unmigrated().await,
+        )
+        .await
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        super::the_natural_key_with_the_message_id_first_keeps_what_was_recorded(
+            super::TestDb::postgres_unmigrated().await,
+        )
+        .await
+    }
+}
+
 async fn migrations_are_idempotent(db: TestDb) {
     db.store.migrate().await.unwrap();
     db.store.migrate().await.unwrap();
@@ -770,4 +787,127 @@ async fn first_outbound_contacts(db: TestDb) {
     assert_eq!(first_contacts(s, 0, 30).await, counts(&[("alice", 1), ("bob", 1)]));
     assert_eq!(first_contacts(s, 2, 3).await, counts(&[("alice", 1)]));
     assert_eq!(first_contacts(s, 5, 6).await, counts(&[("bob", 1)]));
+}
+
+/// Applies this backend's migrations numbered below `version`, and no others: the database
+/// as an older Rapport left it.
+async fn migrate_before(db: &TestDb, version: i64) {
+    let mut migrator = match db.store.backend() {
+        Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+        Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
+    };
+    let older: Vec<_> = migrator.iter().filter(|m| m.version < version).cloned().collect();
+    assert!(!older.is_empty() && older.len() < migrator.iter().count());
+    migrator.migrations = older.into();
+    match db.store.backend() {
+        Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+            migrator.run(&pool).await.unwrap();
+            pool.close().await;
+        }
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+            migrator.run(&pool).await.unwrap();
+            pool.close().await;
+        }
+    }
+}
+
+/// Migration 0009 puts the Message-ID first in the natural key's unique index (on SQLite by
+/// building `activities` and `activity_leads` again). What an older version recorded stays as
+/// it was, ids, lead links and first contacts included; the key still keeps every activity
+/// once, and removing an activity still removes its lead links.
+async fn the_natural_key_with_the_message_id_first_keeps_what_was_recorded(db: TestDb) {
+    migrate_before(&db, 9).await;
+    let s = &db.store;
+    let (sara, tom) = sara_and_tom(&db).await;
+    let mut old = Vec::new();
+    for (i, (rep, leads)) in [
+        ("alice", vec![sara.id]),
+        ("alice", vec![sara.id, tom.id]),
+        ("bob", vec![tom.id]),
+        ("alice", vec![]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut a = activity(rep, &format!("<m{i}@example.com>"), leads);
+        a.occurred_at += Duration::days(i as i64);
+        old.push(a);
+    }
+    let mut booked = activity("alice", "event-1", vec![sara.id]);
+    (booked.source, booked.kind, booked.direction) =
+        (SourceKind::Calendar, ActivityKind::MeetingBooked, Direction::Inbound);
+    old.push(booked);
+    for a in &old {
+        assert!(s.record_activity(a).await.unwrap().is_some(), "{}", a.source_id);
+    }
+
+    let activities = "SELECT CAST(id AS TEXT) || ' ' || rep_id || ' ' || kind || ' ' || dedup_kind || ' '
+        || CAST(occurred_at AS TEXT) || ' ' || source || ' ' || source_id || ' ' || COALESCE(subject, '-')
+        || ' ' || direction || ' ' || CAST(details AS TEXT) || ' ' || CAST(created_at AS TEXT)
+        FROM activities ORDER BY id";
+    let links = "SELECT CAST(activity_id AS TEXT) || ' ' || CAST(lead_id AS TEXT) FROM activity_leads
+        ORDER BY activity_id, lead_id";
+    let firsts = "SELECT CAST(lead_id AS TEXT) || ' ' || rep_id || ' ' || CAST(activity_id AS TEXT)
+        || ' ' || CAST(first_at AS TEXT) FROM lead_first_outbound ORDER BY lead_id";
+    let before = (
+        db.texts(activities).await,
+        db.texts(links).await,
+        db.texts(firsts).await,
+    );
+    assert_eq!(
+        (before.0.len(), before.1.len(), before.2.len()),
+        (5, 5, 2),
+        "{before:?}"
+    );
+
+    s.migrate().await.unwrap();
+    let after = (
+        db.texts(activities).await,
+        db.texts(links).await,
+        db.texts(firsts).await,
+    );
+    assert_eq!(after, before);
+
+    // The one unique index besides the primary key, column by column.
+    let unique_columns = match s.backend() {
+        Backend::Sqlite => {
+            "SELECT ii.name FROM pragma_index_list('activities') AS il, pragma_index_info(il.name) AS ii
+             WHERE il.\"unique\" = 1 ORDER BY il.name, ii.seqno"
+        }
+        Backend::Postgres => {
+            "SELECT a.attname::text FROM pg_index i
+             JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, n) ON true
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+             WHERE i.indrelid = 'activities'::regclass AND i.indisunique AND NOT i.indisprimary
+             ORDER BY i.indexrelid, k.n"
+        }
+    };
+    assert_eq!(
+        db.texts(unique_columns).await,
+        ["source_id", "rep_id", "dedup_kind", "source"]
+    );
+
+    // Still once per natural key; new activities take new ids.
+    for a in &old {
+        assert_eq!(s.record_activity(a).await.unwrap(), None, "{}", a.source_id);
+    }
+    let newest: i64 = before.0.last().unwrap().split(' ').next().unwrap().parse().unwrap();
+    let new = s
+        .record_activity(&activity("bob", "<m0@example.com>", vec![sara.id]))
+        .await
+        .unwrap();
+    assert!(new.is_some_and(|id| id > newest), "{new:?} after {newest}");
+    assert_eq!(db.texts(activities).await.len(), 6);
+
+    // The lead links point at the new table: removing an activity removes its links.
+    let second = before.0[1].split(' ').next().unwrap();
+    db.exec(&format!("DELETE FROM activities WHERE id = {second}")).await;
+    let links_left = db.texts(links).await;
+    assert_eq!(links_left.len(), 4, "{links_left:?}");
+    assert!(
+        links_left.iter().all(|l| !l.starts_with(&format!("{second} "))),
+        "{links_left:?}"
+    );
 }

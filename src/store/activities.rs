@@ -319,7 +319,7 @@ async fn insert_returning_keys(
          SELECT v.*, $11 FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[],
             $6::text[], $7::text[], $8::text[], $9::jsonb[], $10::text[]) AS v
          -- A reply recognised late (its original was logged after it) upgrades the kind.
-         ON CONFLICT (rep_id, dedup_kind, source, source_id) DO UPDATE SET kind = excluded.kind
+         ON CONFLICT (source_id, rep_id, dedup_kind, source) DO UPDATE SET kind = excluded.kind
          WHERE activities.kind = 'email_received' AND excluded.kind = 'reply_received'
          RETURNING id, rep_id, dedup_kind, source, source_id",
     )

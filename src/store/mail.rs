@@ -205,9 +205,10 @@ impl Tx {
         for chunk in ids.chunks(500) {
             let rows: Vec<String> = with_tx!(self, |conn| {
                 let mut qb = QueryBuilder::new(
-                    // Every column of the natural key's index (rep_id, dedup_kind, source, source_id) is
-                    // constrained, so the lookup does not scan the rep's whole history. Mail sent by
-                    // hand has dedup_kind 'message', mail sent by a sequence 'email_sent'.
+                    // The Message-IDs lead the natural key's index (source_id, rep_id, dedup_kind,
+                    // source) and every other column of it is constrained: a few index probes per id,
+                    // never a scan of the rep's history. Mail sent by hand has dedup_kind 'message',
+                    // mail sent by a sequence 'email_sent'.
                     "SELECT source_id FROM activities WHERE direction = 'outbound'
                      AND dedup_kind IN ('message', 'email_sent') AND source IN ('mail', 'sequence') AND rep_id = ",
                 );

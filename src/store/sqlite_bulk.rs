@@ -150,7 +150,7 @@ pub(super) async fn insert_activities(
             format!(
                 "INSERT INTO activities (rep_id, kind, occurred_at, source, source_id, thread_key, subject,
                     direction, details, created_at, dedup_kind) {}
-                 ON CONFLICT (rep_id, dedup_kind, source, source_id) DO UPDATE SET kind = excluded.kind
+                 ON CONFLICT (source_id, rep_id, dedup_kind, source) DO UPDATE SET kind = excluded.kind
                  WHERE activities.kind = 'email_received' AND excluded.kind = 'reply_received'
                  RETURNING id, rep_id, dedup_kind, source, source_id",
                 values(rows, "?????????S?")

@@ -31,13 +31,25 @@ pub fn t0() -> DateTime<Utc> {
 
 impl TestDb {
     pub async fn sqlite() -> TestDb {
+        let db = TestDb::sqlite_unmigrated().await;
+        db.store.migrate().await.expect("migrate sqlite");
+        db
+    }
+
+    pub async fn postgres() -> TestDb {
+        let db = TestDb::postgres_unmigrated().await;
+        db.store.migrate().await.expect("migrate postgres");
+        db
+    }
+
+    /// An empty SQLite database, for tests of the migrations themselves.
+    pub async fn sqlite_unmigrated() -> TestDb {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}", dir.path().join("rapport.db").display());
         let clock = ManualClock::new(t0());
         let store = Store::connect(&url, 4, Arc::new(clock.clone()))
             .await
             .expect("open sqlite");
-        store.migrate().await.expect("migrate sqlite");
         TestDb {
             store,
             clock,
@@ -46,18 +58,52 @@ impl TestDb {
         }
     }
 
-    pub async fn postgres() -> TestDb {
+    /// An empty PostgreSQL schema, for tests of the migrations themselves.
+    pub async fn postgres_unmigrated() -> TestDb {
         let url = pg_schema_url().await;
         let clock = ManualClock::new(t0());
         let store = Store::connect(&url, 4, Arc::new(clock.clone()))
             .await
             .expect("open postgres");
-        store.migrate().await.expect("migrate postgres");
         TestDb {
             store,
             clock,
             url,
             _dir: None,
+        }
+    }
+
+    /// Runs `sql` (one statement) on a connection of the test's own: no code under test.
+    pub async fn exec(&self, sql: &str) {
+        if self.url.starts_with("sqlite:") {
+            let pool = sqlx::SqlitePool::connect(&self.url).await.unwrap();
+            sqlx::query(sql)
+                .execute(&pool)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            pool.close().await;
+        } else {
+            let pool = sqlx::PgPool::connect(&self.url).await.unwrap();
+            sqlx::query(sql)
+                .execute(&pool)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            pool.close().await;
+        }
+    }
+
+    /// The text column of every row `sql` returns, read on a connection of the test's own.
+    pub async fn texts(&self, sql: &str) -> Vec<String> {
+        if self.url.starts_with("sqlite:") {
+            let pool = sqlx::SqlitePool::connect(&self.url).await.unwrap();
+            let rows = sqlx::query_scalar(sql).fetch_all(&pool).await;
+            pool.close().await;
+            rows.unwrap_or_else(|e| panic!("{sql}: {e}"))
+        } else {
+            let pool = sqlx::PgPool::connect(&self.url).await.unwrap();
+            let rows = sqlx::query_scalar(sql).fetch_all(&pool).await;
+            pool.close().await;
+            rows.unwrap_or_else(|e| panic!("{sql}: {e}"))
         }
     }
 }
