@@ -55,9 +55,13 @@ async fn attachment_names_come_from_bodystructure(db: TestDb) {
     .await;
     common::add_leads(&db.store, &[common::acme_lead("sara@acme.example")]).await;
     let mut imap = ImapSetup::login(port, "alice", "alice-pw");
-    imap.append("Sent", &with_attachments("att1@example.com"));
-    imap.append(
+    // Received when they were written (their Date headers), whenever the test runs: the
+    // report below looks at November 2026.
+    let written = "23-Nov-2026 10:00:00 +0000";
+    imap.append_dated("Sent", written, &with_attachments("att1@example.com"));
+    imap.append_dated(
         "Sent",
+        written,
         &common::message(
             "plain@example.com",
             "alice@example.com",

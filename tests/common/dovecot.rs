@@ -1110,8 +1110,22 @@ impl ImapSetup {
 
     /// Appends with flags, e.g. `"\\Seen \\Answered"`; returns its UID.
     pub fn append_with_flags(&mut self, folder: &str, flags: &str, message: &[u8]) -> u32 {
+        self.append_full(folder, flags, None, message)
+    }
+
+    /// Appends with the INTERNALDATE given (IMAP's `"23-Nov-2026 10:00:00 +0000"`) instead of
+    /// the server's clock: for a test whose message has a fixed Date header and whose
+    /// assertions depend on the time Rapport gives it (the Date header counts only when it is
+    /// within 30 days of the INTERNALDATE; appended at the real time, a fixed date stops
+    /// counting a month after it was written). Returns its UID.
+    pub fn append_dated(&mut self, folder: &str, internal_date: &str, message: &[u8]) -> u32 {
+        self.append_full(folder, "", Some(internal_date), message)
+    }
+
+    fn append_full(&mut self, folder: &str, flags: &str, internal_date: Option<&str>, message: &[u8]) -> u32 {
+        let date = internal_date.map(|d| format!("\"{d}\" ")).unwrap_or_default();
         let response = self.run(&[
-            Arg::Text(format!("APPEND {} ({flags}) ", quote_mailbox(folder))),
+            Arg::Text(format!("APPEND {} ({flags}) {date}", quote_mailbox(folder))),
             Arg::Literal(message),
         ]);
         assert!(response.is_ok(), "APPEND to {folder:?} failed: {}", response.tagged);
