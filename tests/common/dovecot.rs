@@ -33,7 +33,7 @@ use std::os::unix::fs::{PermissionsExt, chown};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 pub const DOVECOT_BIN: &str = "/usr/sbin/dovecot";
 pub const DOVEADM_BIN: &str = "/usr/bin/doveadm";
@@ -303,7 +303,14 @@ impl Dovecot {
                 seq % 1_000_000
             );
             let tmp_path = tmp.join(&base);
-            fs::write(&tmp_path, &message).unwrap_or_else(|e| panic!("write {}: {e}", tmp_path.display()));
+            let write = |path: &Path| -> std::io::Result<()> {
+                let mut file = fs::File::create(path)?;
+                file.write_all(&message)?;
+                // The time of writing by this process's clock, set explicitly: the kernel's own
+                // file times ignore a clock moved by `scripts/test-ahead`.
+                file.set_modified(SystemTime::now())
+            };
+            write(&tmp_path).unwrap_or_else(|e| panic!("write {}: {e}", tmp_path.display()));
             chown(&tmp_path, Some(self.uid), Some(self.gid)).expect("chown message file");
             fs::set_permissions(&tmp_path, fs::Permissions::from_mode(0o600)).expect("chmod message file");
             fs::rename(&tmp_path, cur.join(format!("{base}:2,"))).expect("move message file into cur/");
@@ -673,6 +680,8 @@ base_dir = @DIR@/run
 state_dir = @DIR@/state
 protocols = imap
 listen = 127.0.0.1
+# Dovecot's defaults, and what `scripts/test-ahead` sets to move every clock but the kernel's.
+import_environment = TZ CORE_OUTOFMEM CORE_ERROR LISTEN_PID LISTEN_FDS LD_PRELOAD FAKETIME FAKETIME_DONT_FAKE_MONOTONIC NO_FAKE_STAT
 @SSL@
 auth_mechanisms = plain login@MECHS@
 auth_failure_delay = 0
@@ -1114,7 +1123,7 @@ impl ImapSetup {
     }
 
     /// Appends with the INTERNALDATE given (IMAP's `"23-Nov-2026 10:00:00 +0000"`) instead of
-    /// the server's clock: for a test whose message has a fixed Date header and whose
+    /// the time of appending: for a test whose message has a fixed Date header and whose
     /// assertions depend on the time Rapport gives it (the Date header counts only when it is
     /// within 30 days of the INTERNALDATE; appended at the real time, a fixed date stops
     /// counting a month after it was written). Returns its UID.
@@ -1123,7 +1132,16 @@ impl ImapSetup {
     }
 
     fn append_full(&mut self, folder: &str, flags: &str, internal_date: Option<&str>, message: &[u8]) -> u32 {
-        let date = internal_date.map(|d| format!("\"{d}\" ")).unwrap_or_default();
+        // Without a date given, the server's clock; but under `scripts/test-ahead` (FAKETIME
+        // set) this process's: Dovecot would take the date from the file it writes, whose time
+        // is the kernel's, which ignores the moved clock.
+        let ahead = std::env::var_os("FAKETIME")
+            .is_some()
+            .then(|| chrono::Utc::now().format("%d-%b-%Y %H:%M:%S +0000").to_string());
+        let date = match internal_date.or(ahead.as_deref()) {
+            Some(d) => format!("\"{d}\" "),
+            None => String::new(),
+        };
         let response = self.run(&[
             Arg::Text(format!("APPEND {} ({flags}) {date}", quote_mailbox(folder))),
             Arg::Literal(message),
