@@ -844,7 +844,8 @@ async fn the_natural_key_with_the_message_id_first_keeps_what_was_recorded(db: T
     }
 
     let activities = "SELECT CAST(id AS TEXT) || ' ' || rep_id || ' ' || kind || ' ' || dedup_kind || ' '
-        || CAST(occurred_at AS TEXT) || ' ' || source || ' ' || source_id || ' ' || COALESCE(subject, '-')
+        || CAST(occurred_at AS TEXT) || ' ' || source || ' ' || source_id || ' ' || COALESCE(thread_key, '-')
+        || ' ' || COALESCE(subject, '-')
         || ' ' || direction || ' ' || CAST(details AS TEXT) || ' ' || CAST(created_at AS TEXT)
         FROM activities ORDER BY id";
     let links = "SELECT CAST(activity_id AS TEXT) || ' ' || CAST(lead_id AS TEXT) FROM activity_leads
