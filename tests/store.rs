@@ -395,14 +395,7 @@ async fn explain_finds_every_record_of_a_message(db: TestDb) {
     assert!(s.explain_message("m7@acme.example.org").await.unwrap().is_empty());
 
     // Rows as an older version left them: no key. Migrating again keys them.
-    let unkey = "UPDATE mail_seen SET message_key = NULL";
-    if db.url.starts_with("sqlite:") {
-        let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
-        sqlx::query(unkey).execute(&pool).await.unwrap();
-    } else {
-        let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
-        sqlx::query(unkey).execute(&pool).await.unwrap();
-    }
+    db.exec("UPDATE mail_seen SET message_key = NULL").await;
     assert!(s.explain_message("m7@acme.example").await.unwrap().is_empty());
     s.migrate().await.unwrap();
     for i in [0, 7, 39] {
