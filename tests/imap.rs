@@ -103,6 +103,7 @@ store_tests!(
     dropped_connection_recovers_without_duplicates,
     a_bounce_names_a_lead_created_earlier_in_the_same_backfill,
     a_backfill_searches_its_window_a_slice_at_a_time,
+    past_a_slice_wholly_inside_the_window_a_backfill_fetches_ranges_without_searching,
 );
 
 async fn backfill_then_restart_fetches_nothing_again(db: TestDb) {
@@ -413,6 +414,112 @@ async fn a_backfill_searches_its_window_a_slice_at_a_time(db: TestDb) {
     assert_eq!(fetched, expected);
     let cursor = e.db.store.cursor("alice-imap", "INBOX").await.unwrap().unwrap();
     assert_eq!(cursor.last_uid, Some(n as i64));
+    assert_eq!(t.sync_once().await.unwrap().seen, 0);
+}
+
+/// Sets the INTERNALDATE (the Maildir file's time) of the messages with the given UIDs of
+/// alice's INBOX, written by `write_maildir_messages` (file names sort in UID order).
+fn date_messages(e: &Env, uids: impl IntoIterator<Item = u32>, at: chrono::DateTime<chrono::Utc>) {
+    let mut files: Vec<_> = std::fs::read_dir(e.dovecot.maildir("alice").join("cur"))
+        .unwrap()
+        .map(|f| f.unwrap().path())
+        .collect();
+    files.sort();
+    for uid in uids {
+        let file = std::fs::File::options()
+            .write(true)
+            .open(&files[uid as usize - 1])
+            .unwrap();
+        file.set_modified(at.into()).unwrap();
+    }
+}
+
+/// Once a searched slice turns out to hold only messages inside the window, the rest of the
+/// folder is fetched in ranges of UIDs with no `UID SEARCH … SINCE` (which costs the server a
+/// look at every message's date), and a message outside the window is dropped by its
+/// INTERNALDATE; one too close to the window's first day to tell is asked of the server. A
+/// range with many old messages goes back to searching. Whichever way, exactly the messages
+/// the server counts inside the window are recorded.
+async fn past_a_slice_wholly_inside_the_window_a_backfill_fetches_ranges_without_searching(db: TestDb) {
+    use rapport::sources::mail::verify::verify_mailbox;
+    let e = env(db, "bob-pw").await;
+    let n: u32 = 8000;
+    let messages = (0..n).map(|i| {
+        message(
+            &format!("m{i}@acme.example"),
+            "sara@acme.example",
+            "alice@example.com",
+            "hi",
+            "",
+        )
+    });
+    assert_eq!(e.dovecot.write_maildir_messages("alice", None, messages), n as usize);
+    let now = e.db.store.now();
+    let old = now - chrono::Duration::days(200);
+    // The window's first day, as the backfill (90 days) names it to the server.
+    let first_day = (now - chrono::Duration::days(90))
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc();
+    // Below the window; the first slice (1:2000) is then not wholly inside it.
+    date_messages(&e, 1..=500, old);
+    // Inside the ranges: a stray old message, two near the first day, then a whole range of
+    // old mail (a batch with nothing to store).
+    date_messages(&e, [4500], old);
+    date_messages(&e, [5000], first_day + chrono::Duration::hours(6));
+    date_messages(&e, [5001], first_day - chrono::Duration::hours(12));
+    date_messages(&e, 6001..=7000, old);
+
+    let t = tasks(&e).await.remove(0);
+    let stats = t.sync_once().await.unwrap();
+
+    let searches: Vec<String> = e
+        .dovecot
+        .imap_commands()
+        .into_iter()
+        .filter(|c| c.user == "alice" && c.name == "SEARCH" && c.args.contains("SINCE"))
+        .map(|c| c.args.split(" SINCE").next().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        searches,
+        [
+            "UID 1:2000",
+            "UID 2001:4000",
+            // The two messages near the window's first day, each asked of the server with the
+            // range it came in.
+            "UID 5000",
+            "UID 5001",
+            // After the range 6001:7000, all of it old.
+            "UID 7001:8000"
+        ]
+    );
+    let fetched: Vec<String> = e
+        .dovecot
+        .imap_commands()
+        .into_iter()
+        .filter(|c| c.user == "alice" && c.name == "FETCH" && c.args.contains("HEADER.FIELDS"))
+        .map(|c| c.args.split_whitespace().next().unwrap().to_owned())
+        .collect();
+    for range in ["4001:5000", "5001:6000", "6001:7000"] {
+        assert!(fetched.iter().any(|f| f == range), "{range} not in {fetched:?}");
+    }
+
+    // Exactly the messages the server counts inside the window were recorded.
+    let checks = verify_mailbox(&t.config, &e.db.store, now).await.unwrap();
+    let inbox = checks.iter().find(|c| c.folder == "INBOX").unwrap();
+    assert!(inbox.missed.is_empty() && inbox.pending == 0, "{inbox:?}");
+    assert_eq!(inbox.seen, inbox.on_server);
+    let recorded = e.db.store.seen_keys("alice-imap", "INBOX").await.unwrap();
+    assert_eq!(recorded.len(), inbox.on_server, "nothing outside the window recorded");
+    assert_eq!(stats.seen, inbox.on_server);
+    // 500 + 1 + 1000 old ones outside; of the two near the first day, the server counts the
+    // one dated six hours into it (and not the one twelve hours before it, in any zone it may
+    // use within eleven hours of UTC).
+    assert_eq!(inbox.on_server, n as usize - 1501 - 1);
+    assert_eq!(count(&e, "email_received").await, inbox.on_server as i64);
+    let cursor = e.db.store.cursor("alice-imap", "INBOX").await.unwrap().unwrap();
+    assert_eq!(cursor.last_uid, Some(i64::from(n)));
     assert_eq!(t.sync_once().await.unwrap().seen, 0);
 }
 

@@ -70,6 +70,11 @@ impl Fetched {
         self.unreadable
     }
 
+    /// Keeps only the messages `keep` accepts.
+    pub fn retain(&mut self, keep: impl FnMut(&MessageItems) -> bool) {
+        self.messages.retain(keep);
+    }
+
     /// Adds a message whose response could not be read, known by its UID from elsewhere.
     pub fn add_unreadable(&mut self, uid: u32) {
         self.messages.push(MessageItems {
