@@ -35,7 +35,8 @@ pub struct MessageItems {
     /// The response could not be read to its end: the message is recorded as unreadable
     /// rather than fetched again and again.
     pub broken: bool,
-    internal_date: Option<Range<usize>>,
+    /// Read as the response is (a backfill fetching ranges looks at it before parsing).
+    internal_date: Option<DateTime<FixedOffset>>,
     structure: Option<Range<usize>>,
     /// The `BODY[…]` section (empty for NIL).
     section: Option<Range<usize>>,
@@ -94,7 +95,7 @@ impl Fetched {
 
     /// INTERNALDATE: when the server received the message.
     pub fn internal_date(&self, m: &MessageItems) -> Option<DateTime<FixedOffset>> {
-        internal_date(&self.data[m.internal_date.clone()?])
+        m.internal_date
     }
 
     /// The file names of the attachments the message's BODYSTRUCTURE describes (see
@@ -192,7 +193,7 @@ impl Fetched {
                     .split(|&b| matches!(b, b' ' | b'(' | b')'))
                     .any(|flag| flag.eq_ignore_ascii_case(b"\\Draft"));
             } else if name.eq_ignore_ascii_case(b"INTERNALDATE") {
-                m.internal_date = Some(self.keep(&value.text().ok_or("INTERNALDATE is not a string")?));
+                m.internal_date = internal_date(&value.text().ok_or("INTERNALDATE is not a string")?);
             } else if name.eq_ignore_ascii_case(b"BODYSTRUCTURE") {
                 let Value::List(list) = value else {
                     return Err("BODYSTRUCTURE is not a list");
