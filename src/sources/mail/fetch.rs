@@ -7,7 +7,8 @@
 //! draft, the internal date, the fetched section) and the attachment names, which only the few
 //! messages whose structure names a file have. Here each response is walked once by a small
 //! reader of the IMAP syntax (RFC 3501 §9: atoms, numbers, quoted strings, literals, lists),
-//! the needed values are copied into one buffer for the whole batch, and everything else is
+//! the needed values are copied into one buffer for the whole batch (the internal date is read
+//! at once), and everything else is
 //! skipped over whatever it is, so data a server adds (MODSEQ, Gmail's X-GM-*) costs nothing.
 //! A BODYSTRUCTURE is handed to async-imap's own parser (imap-proto) only when it names a file.
 
@@ -17,7 +18,8 @@ use std::ops::Range;
 use async_imap::imap_proto::{AttributeValue, Response};
 use chrono::{DateTime, FixedOffset};
 
-/// What one FETCH returned: the items of each message, as ranges of one buffer.
+/// What one FETCH returned: the items of each message, as ranges of one buffer (the internal
+/// date read already).
 #[derive(Debug, Default)]
 pub struct Fetched {
     data: Vec<u8>,

@@ -47,8 +47,9 @@ const MESSAGES_PER_TX: usize = 10 * BATCH;
 /// Searched a slice of UIDs at a time, only the first slice is waited for; each next one is
 /// searched while the batches found before it are parsed and stored. Small slices cost little
 /// more: a search of a few thousand messages is one round trip on a connection that is busy
-/// anyway, and slices are searched until a whole batch is found. Past a slice that held only
-/// messages inside the window, the rest is fetched in ranges without a search ([`Chunk::Range`]).
+/// anyway, and slices are searched until a whole batch is found. Past a slice that found a
+/// batch or more and held only messages inside the window, the rest is fetched in ranges without
+/// a search ([`Chunk::Range`]).
 const SEARCH_SLICE: u32 = 2 * BATCH as u32;
 /// Longest wait for any single network step.
 const IO_TIMEOUT: Duration = Duration::from_secs(120);
@@ -615,12 +616,15 @@ fn next_slice_size(size: u32, found: usize) -> u32 {
 /// at every message's date (Dovecot on Maildir reads each file's time: 60–90 ms for the
 /// benchmark's 50,000 messages, a sixth of what fetching their header fields takes), fetching a
 /// message outside the window costs a fetch for nothing: more than one in eight outside, and
-/// the folder is searched again. A range that
-/// returned fewer than half a batch (expunged messages leave UIDs unused) is followed by a
-/// wider one.
+/// the folder is searched again. A range that returned fewer than half a batch (expunged
+/// messages leave UIDs unused) is followed by a wider one, one that returned more than a batch
+/// (dense again) by a narrower one.
 fn next_range(width: u32, returned: usize, outside: usize) -> Option<u32> {
     if outside * 8 > returned {
         None
+    } else if returned > BATCH {
+        let narrower = u64::from(width) * BATCH as u64 / returned as u64;
+        Some(u32::try_from(narrower).unwrap_or(MAX_RANGE).max(BATCH as u32))
     } else if returned < BATCH / 2 {
         Some(width.saturating_mul(2).min(MAX_RANGE))
     } else {
@@ -970,23 +974,14 @@ async fn fetch_batch(session: &mut Session, folder: &str, chunk: &Chunk) -> Resu
     };
     let mut headers = io_timeout("UID FETCH", uid_fetch(session, &set, &fetch_items())).await?;
     // Messages asked for but not returned must be gone (expunged); if the server still has any
-    // of them, this batch is incomplete and the cursor must not pass it. Of a range, only the
-    // messages whose responses could not be read are missing; which UIDs those have, only a
-    // search of the range tells.
+    // of them, this batch is incomplete and the cursor must not pass it. Which messages a range
+    // holds, a search of its UIDs tells (no dates: the server answers from its index).
     let asked = match chunk {
-        Chunk::Uids(uids) => Some(uids.clone()),
-        Chunk::Range { .. } if headers.unreadable() > 0 => {
-            Some(io_timeout("UID SEARCH", uid_search(session, &format!("UID {set}"))).await?)
-        }
-        Chunk::Range { .. } => None,
+        Chunk::Uids(uids) => uids.clone(),
+        Chunk::Range { .. } => io_timeout("UID SEARCH", uid_search(session, &format!("UID {set}"))).await?,
     };
     let returned: HashSet<u32> = headers.messages().iter().map(|m| m.uid).collect();
-    let missing: Vec<u32> = asked
-        .iter()
-        .flatten()
-        .copied()
-        .filter(|u| !returned.contains(u))
-        .collect();
+    let missing: Vec<u32> = asked.iter().copied().filter(|u| !returned.contains(u)).collect();
     if !missing.is_empty() {
         let still_there = io_timeout("UID SEARCH", uid_search(session, &format!("UID {}", uid_set(&missing)))).await?;
         if !still_there.is_empty() && still_there.len() <= headers.unreadable() {
@@ -1032,20 +1027,17 @@ async fn fetch_batch(session: &mut Session, folder: &str, chunk: &Chunk) -> Resu
     Ok((RawBatch { headers, bodies }, outside))
 }
 
-/// Drops the messages of `headers` that lie outside `window` (unreadable ones are kept, to be
-/// recorded as such); those whose date is too close to its first day to tell are asked of the
-/// server, in one search. Returns how many were dropped.
+/// Drops the messages of `headers` that lie outside `window` (the unreadable ones inside it are
+/// kept, to be recorded as such); those whose date is too close to its first day to tell, or
+/// unknown, are asked of the server, in one search. Returns how many were dropped.
 async fn drop_outside(session: &mut Session, headers: &mut Fetched, window: &Window) -> Result<usize, SourceError> {
     let sides: Vec<(u32, Side)> = headers
         .messages()
         .iter()
         .map(|m| {
-            let side = if m.broken {
-                Side::Inside
-            } else {
-                window.side(headers.internal_date(m))
-            };
-            (m.uid, side)
+            // A message whose response broke before its date (or was added by its UID alone) is
+            // unsure: the server says whether it is inside the window.
+            (m.uid, window.side(headers.internal_date(m)))
         })
         .collect();
     if sides.iter().all(|(_, side)| *side == Side::Inside) {
@@ -1446,6 +1438,9 @@ mod tests {
         // Sparse UIDs (expunged mail): wider ranges, up to a limit.
         assert_eq!(next_range(width, BATCH / 2 - 1, 0), Some(2 * width));
         assert_eq!(next_range(MAX_RANGE, 0, 0), Some(MAX_RANGE));
+        // Dense again after a sparse stretch: back to about a batch per range.
+        assert_eq!(next_range(MAX_RANGE, 8 * BATCH, 0), Some(width));
+        assert_eq!(next_range(4 * width, 2 * BATCH, 0), Some(2 * width));
         let r = Chunk::Range {
             first: 5,
             last: 9,
@@ -1506,7 +1501,9 @@ mod tests {
 
     /// A range whose FETCH answer has a response broken before its UID: which message that was,
     /// a search of the range and then of the missing UIDs tells, and it is recorded as
-    /// unreadable; a message from before the window is dropped, one inside it kept.
+    /// unreadable (the server says it is inside the window); a message from before the window
+    /// is dropped, one inside it kept. A range the server answers only in part is an error: the
+    /// cursor must not pass the message left out.
     #[tokio::test]
     async fn a_range_records_a_response_broken_before_its_uid_and_drops_old_mail() {
         use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -1518,7 +1515,7 @@ mod tests {
             let mut lines = BufReader::new(r).lines();
             let mut asked = Vec::new();
             w.write_all(b"* OK ready\r\n").await.unwrap();
-            let answers: [&[u8]; 4] = [
+            let answers: [&[u8]; 8] = [
                 b"",
                 b"* 1 FETCH (UID 1 INTERNALDATE \"01-Dec-2026 10:00:00 +0000\" \
                   BODY[HEADER.FIELDS (FROM)] {19}\r\nFrom: a@b.example\r\n)\r\n\
@@ -1527,6 +1524,11 @@ mod tests {
                   BODY[HEADER.FIELDS (FROM)] {19}\r\nFrom: c@d.example\r\n)\r\n",
                 b"* SEARCH 1 2 3\r\n",
                 b"* SEARCH 2\r\n",
+                b"* SEARCH 2\r\n",
+                b"* 4 FETCH (UID 4 INTERNALDATE \"01-Dec-2026 10:00:00 +0000\" \
+                  BODY[HEADER.FIELDS (FROM)] {19}\r\nFrom: a@b.example\r\n)\r\n",
+                b"* SEARCH 4 5\r\n",
+                b"* SEARCH 5\r\n",
             ];
             for answer in answers {
                 let line = lines.next_line().await.unwrap().unwrap();
@@ -1564,9 +1566,29 @@ mod tests {
         let mail = raw.parse("INBOX", 9);
         assert_eq!(mail.len(), 2);
         assert!(mail[1].headers.is_none(), "recorded as unreadable");
+        let chunk = Chunk::Range {
+            first: 4,
+            last: 5,
+            window: Window::new("2026-09-01T00:00:00Z".parse().unwrap()),
+        };
+        let Err(e) = fetch_batch(&mut session, "INBOX", &chunk).await else {
+            panic!("a message left out of the answer was passed over");
+        };
+        assert!(e.to_string().contains("returned 1 of 2"), "{e}");
         drop(session);
         let asked = server.await.unwrap();
-        assert_eq!(asked[1..], ["UID FETCH 1:3", "UID SEARCH UID 1:3", "UID SEARCH UID 2"]);
+        assert_eq!(
+            asked[1..],
+            [
+                "UID FETCH 1:3",
+                "UID SEARCH UID 1:3",
+                "UID SEARCH UID 2",
+                "UID SEARCH UID 2 SINCE 01-Sep-2026",
+                "UID FETCH 4:5",
+                "UID SEARCH UID 4:5",
+                "UID SEARCH UID 5"
+            ]
+        );
     }
 
     #[test]
