@@ -975,12 +975,18 @@ async fn fetch_batch(session: &mut Session, folder: &str, chunk: &Chunk) -> Resu
     let mut headers = io_timeout("UID FETCH", uid_fetch(session, &set, &fetch_items())).await?;
     // Messages asked for but not returned must be gone (expunged); if the server still has any
     // of them, this batch is incomplete and the cursor must not pass it. Which messages a range
-    // holds, a search of its UIDs tells (no dates: the server answers from its index).
+    // holds, a search of its UIDs tells (no dates: the server answers from its index), unless
+    // every UID of the range was returned.
+    let returned: HashSet<u32> = headers.messages().iter().map(|m| m.uid).collect();
     let asked = match chunk {
         Chunk::Uids(uids) => uids.clone(),
+        Chunk::Range { first, last, .. }
+            if headers.unreadable() == 0 && (*first..=*last).all(|u| returned.contains(&u)) =>
+        {
+            Vec::new()
+        }
         Chunk::Range { .. } => io_timeout("UID SEARCH", uid_search(session, &format!("UID {set}"))).await?,
     };
-    let returned: HashSet<u32> = headers.messages().iter().map(|m| m.uid).collect();
     let missing: Vec<u32> = asked.iter().copied().filter(|u| !returned.contains(u)).collect();
     if !missing.is_empty() {
         let still_there = io_timeout("UID SEARCH", uid_search(session, &format!("UID {}", uid_set(&missing)))).await?;
