@@ -359,29 +359,13 @@ async fn a_bounce_names_a_lead_created_earlier_in_the_same_backfill(db: TestDb) 
 /// INTERNALDATE, the file's time, set back 200 days before the store's clock).
 async fn a_backfill_searches_its_window_a_slice_at_a_time(db: TestDb) {
     let e = env(db, "bob-pw").await;
-    let n = 5000;
-    let messages = (0..n).map(|i| {
-        message(
-            &format!("m{i}@acme.example"),
-            "sara@acme.example",
-            "alice@example.com",
-            "hi",
-            "",
-        )
-    });
-    assert_eq!(e.dovecot.write_maildir_messages("alice", None, messages), n);
-    // File names sort in writing order, which is UID order.
-    let mut files: Vec<_> = std::fs::read_dir(e.dovecot.maildir("alice").join("cur"))
-        .unwrap()
-        .map(|f| f.unwrap().path())
-        .collect();
-    files.sort();
-    assert_eq!(files.len(), n);
-    let old: std::time::SystemTime = (e.db.store.now() - chrono::Duration::days(200)).into();
-    for f in files.iter().step_by(5) {
-        let file = std::fs::File::options().write(true).open(f).unwrap();
-        file.set_modified(old).unwrap();
-    }
+    let n: usize = 5000;
+    write_inbox(&e, n as u32);
+    date_messages(
+        &e,
+        (1..=n as u32).step_by(5),
+        e.db.store.now() - chrono::Duration::days(200),
+    );
 
     let t = tasks(&e).await.remove(0);
     let stats = t.sync_once().await.unwrap();
@@ -417,6 +401,20 @@ async fn a_backfill_searches_its_window_a_slice_at_a_time(db: TestDb) {
     assert_eq!(t.sync_once().await.unwrap().seen, 0);
 }
 
+/// Writes `n` messages from a lead into alice's INBOX (UIDs 1 to `n` once Dovecot reads it).
+fn write_inbox(e: &Env, n: u32) {
+    let messages = (0..n).map(|i| {
+        message(
+            &format!("m{i}@acme.example"),
+            "sara@acme.example",
+            "alice@example.com",
+            "hi",
+            "",
+        )
+    });
+    assert_eq!(e.dovecot.write_maildir_messages("alice", None, messages), n as usize);
+}
+
 /// Sets the INTERNALDATE (the Maildir file's time) of the messages with the given UIDs of
 /// alice's INBOX, written by `write_maildir_messages` (file names sort in UID order).
 fn date_messages(e: &Env, uids: impl IntoIterator<Item = u32>, at: chrono::DateTime<chrono::Utc>) {
@@ -444,16 +442,7 @@ async fn past_a_slice_wholly_inside_the_window_a_backfill_fetches_ranges_without
     use rapport::sources::mail::verify::verify_mailbox;
     let e = env(db, "bob-pw").await;
     let n: u32 = 8000;
-    let messages = (0..n).map(|i| {
-        message(
-            &format!("m{i}@acme.example"),
-            "sara@acme.example",
-            "alice@example.com",
-            "hi",
-            "",
-        )
-    });
-    assert_eq!(e.dovecot.write_maildir_messages("alice", None, messages), n as usize);
+    write_inbox(&e, n);
     let now = e.db.store.now();
     let old = now - chrono::Duration::days(200);
     // The window's first day, as the backfill (90 days) names it to the server.

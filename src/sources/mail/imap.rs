@@ -1463,20 +1463,51 @@ mod tests {
         assert_eq!(uid_set(&[]), "");
     }
 
+    /// A scripted IMAP server's listener, on a free loopback port.
+    async fn scripted_listener() -> (tokio::net::TcpListener, u16) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        (listener, port)
+    }
+
+    type ClientLines = tokio::io::Lines<tokio::io::BufReader<tokio::net::tcp::OwnedReadHalf>>;
+
+    /// Accepts one client and greets it: the lines it sends, and the way back to it.
+    async fn accept_greeted(listener: tokio::net::TcpListener) -> (ClientLines, tokio::net::tcp::OwnedWriteHalf) {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        let (sock, _) = listener.accept().await.unwrap();
+        let (r, mut w) = sock.into_split();
+        w.write_all(b"* OK ready\r\n").await.unwrap();
+        (tokio::io::BufReader::new(r).lines(), w)
+    }
+
+    /// A plain-text config for a scripted server on `port`, its password file in `dir`.
+    fn scripted_server_config(port: u16, dir: &std::path::Path) -> ImapConfig {
+        std::fs::write(dir.join("pw"), "pw").unwrap();
+        ImapConfig {
+            host: "127.0.0.1".into(),
+            port,
+            tls: TlsMode::None,
+            username: "alice".into(),
+            auth: ImapAuth::Password(crate::config::SecretSource::File(dir.join("pw"))),
+            folders: Vec::new(),
+            backfill_days: 90,
+            poll_interval: Duration::from_secs(60),
+            idle: false,
+            ca_file: None,
+        }
+    }
+
     /// The cause of the flaky `dropped_connection_recovers_without_duplicates`: when the server
     /// dies between the untagged answer and the tagged completion, async-imap hands back what
     /// it read as a complete answer. A peer that closes at a chosen byte makes it deterministic
     /// (Dovecot, killed at a random moment, only sometimes closes at this point).
     #[tokio::test]
     async fn an_answer_cut_short_by_a_closed_connection_is_an_error() {
-        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
+        use tokio::io::AsyncWriteExt;
+        let (listener, port) = scripted_listener().await;
         let server = tokio::spawn(async move {
-            let (sock, _) = listener.accept().await.unwrap();
-            let (r, mut w) = sock.into_split();
-            let mut lines = BufReader::new(r).lines();
-            w.write_all(b"* OK ready\r\n").await.unwrap();
+            let (mut lines, mut w) = accept_greeted(listener).await;
             let login = lines.next_line().await.unwrap().unwrap();
             let tag = login.split(' ').next().unwrap().to_owned();
             w.write_all(format!("{tag} OK logged in\r\n").as_bytes()).await.unwrap();
@@ -1486,19 +1517,7 @@ mod tests {
             w.shutdown().await.unwrap();
         });
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("pw"), "pw").unwrap();
-        let cfg = ImapConfig {
-            host: "127.0.0.1".into(),
-            port,
-            tls: TlsMode::None,
-            username: "alice".into(),
-            auth: ImapAuth::Password(crate::config::SecretSource::File(dir.path().join("pw"))),
-            folders: Vec::new(),
-            backfill_days: 90,
-            poll_interval: Duration::from_secs(60),
-            idle: false,
-            ca_file: None,
-        };
+        let cfg = scripted_server_config(port, dir.path());
         let mut session = connect(&cfg).await.unwrap();
         let err = uids_since(&mut session, Utc::now()).await.unwrap_err();
         assert!(format!("{err:#}").contains("closed the connection"), "{err:#}");
@@ -1512,15 +1531,11 @@ mod tests {
     /// cursor must not pass the message left out.
     #[tokio::test]
     async fn a_range_records_a_response_broken_before_its_uid_and_drops_old_mail() {
-        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
+        use tokio::io::AsyncWriteExt;
+        let (listener, port) = scripted_listener().await;
         let server = tokio::spawn(async move {
-            let (sock, _) = listener.accept().await.unwrap();
-            let (r, mut w) = sock.into_split();
-            let mut lines = BufReader::new(r).lines();
+            let (mut lines, mut w) = accept_greeted(listener).await;
             let mut asked = Vec::new();
-            w.write_all(b"* OK ready\r\n").await.unwrap();
             let answers: [&[u8]; 8] = [
                 b"",
                 b"* 1 FETCH (UID 1 INTERNALDATE \"01-Dec-2026 10:00:00 +0000\" \
@@ -1546,19 +1561,7 @@ mod tests {
             asked
         });
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("pw"), "pw").unwrap();
-        let cfg = ImapConfig {
-            host: "127.0.0.1".into(),
-            port,
-            tls: TlsMode::None,
-            username: "alice".into(),
-            auth: ImapAuth::Password(crate::config::SecretSource::File(dir.path().join("pw"))),
-            folders: Vec::new(),
-            backfill_days: 90,
-            poll_interval: Duration::from_secs(60),
-            idle: false,
-            ca_file: None,
-        };
+        let cfg = scripted_server_config(port, dir.path());
         let mut session = connect(&cfg).await.unwrap();
         let chunk = Chunk::Range {
             first: 1,
