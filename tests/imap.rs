@@ -656,8 +656,8 @@ async fn own_reader_and_async_imap_share_the_connection() {
         let section = fetched.section(m).unwrap();
         assert_eq!(Some(section), f.header());
         assert!(String::from_utf8_lossy(section).contains("Subject: Proposal"));
-        assert_eq!(fetched.internal_date(m), f.internal_date());
-        assert!(fetched.internal_date(m).is_some());
+        assert_eq!(m.internal_date(), f.internal_date());
+        assert!(m.internal_date().is_some());
         assert_eq!(
             m.draft,
             f.flags().any(|fl| matches!(fl, async_imap::types::Flag::Draft))

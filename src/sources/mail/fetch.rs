@@ -8,8 +8,8 @@
 //! messages whose structure names a file have. Here each response is walked once by a small
 //! reader of the IMAP syntax (RFC 3501 §9: atoms, numbers, quoted strings, literals, lists),
 //! the needed values are copied into one buffer for the whole batch (the internal date is read
-//! at once), and everything else is
-//! skipped over whatever it is, so data a server adds (MODSEQ, Gmail's X-GM-*) costs nothing.
+//! at once), and everything else is skipped over whatever it is, so data a server adds
+//! (MODSEQ, Gmail's X-GM-*) costs nothing.
 //! A BODYSTRUCTURE is handed to async-imap's own parser (imap-proto) only when it names a file.
 
 use std::borrow::Cow;
@@ -42,6 +42,13 @@ pub struct MessageItems {
     structure: Option<Range<usize>>,
     /// The `BODY[…]` section (empty for NIL).
     section: Option<Range<usize>>,
+}
+
+impl MessageItems {
+    /// INTERNALDATE: when the server received the message.
+    pub fn internal_date(&self) -> Option<DateTime<FixedOffset>> {
+        self.internal_date
+    }
 }
 
 /// A FETCH response that does not follow the IMAP syntax.
@@ -93,11 +100,6 @@ impl Fetched {
     /// The `BODY[…]` section fetched, if the response carried one.
     pub fn section(&self, m: &MessageItems) -> Option<&[u8]> {
         m.section.clone().map(|r| &self.data[r])
-    }
-
-    /// INTERNALDATE: when the server received the message.
-    pub fn internal_date(&self, m: &MessageItems) -> Option<DateTime<FixedOffset>> {
-        m.internal_date
     }
 
     /// The file names of the attachments the message's BODYSTRUCTURE describes (see
@@ -464,7 +466,7 @@ mod tests {
         assert_eq!((m.uid, m.draft, m.broken), (7, true, false));
         assert_eq!(f.section(m), Some(&b"From: a@b.example\r\nSubject: x\r\n\r\n"[..]));
         assert_eq!(
-            f.internal_date(m).map(|d| d.to_rfc3339()),
+            m.internal_date().map(|d| d.to_rfc3339()),
             Some("2026-12-04T09:05:01+01:00".to_owned())
         );
         assert!(f.attachment_names(m).is_empty());
@@ -482,7 +484,7 @@ mod tests {
         };
         assert_eq!((m.uid, m.draft), (9, false));
         assert_eq!(f.section(m), Some(&b"From: \"q\" <a@b.example>"[..]));
-        assert_eq!(f.internal_date(m), None);
+        assert_eq!(m.internal_date(), None);
     }
 
     #[test]

@@ -1037,22 +1037,14 @@ async fn fetch_batch(session: &mut Session, folder: &str, chunk: &Chunk) -> Resu
 /// kept, to be recorded as such); those whose date is too close to its first day to tell, or
 /// unknown, are asked of the server, in one search. Returns how many were dropped.
 async fn drop_outside(session: &mut Session, headers: &mut Fetched, window: &Window) -> Result<usize, SourceError> {
-    let sides: Vec<(u32, Side)> = headers
+    // A message whose response broke before its date (or was added by its UID alone) is
+    // unsure: the server says whether it is inside the window.
+    let side = |m: &MessageItems| window.side(m.internal_date());
+    let unsure: Vec<u32> = headers
         .messages()
         .iter()
-        .map(|m| {
-            // A message whose response broke before its date (or was added by its UID alone) is
-            // unsure: the server says whether it is inside the window.
-            (m.uid, window.side(headers.internal_date(m)))
-        })
-        .collect();
-    if sides.iter().all(|(_, side)| *side == Side::Inside) {
-        return Ok(0);
-    }
-    let unsure: Vec<u32> = sides
-        .iter()
-        .filter(|(_, side)| *side == Side::Unsure)
-        .map(|(uid, _)| *uid)
+        .filter(|m| side(m) == Side::Unsure)
+        .map(|m| m.uid)
         .collect();
     let confirmed: HashSet<u32> = if unsure.is_empty() {
         HashSet::new()
@@ -1063,17 +1055,12 @@ async fn drop_outside(session: &mut Session, headers: &mut Fetched, window: &Win
             .into_iter()
             .collect()
     };
-    let keep: HashSet<u32> = sides
-        .into_iter()
-        .filter(|(uid, side)| match side {
-            Side::Inside => true,
-            Side::Before => false,
-            Side::Unsure => confirmed.contains(uid),
-        })
-        .map(|(uid, _)| uid)
-        .collect();
     let before = headers.len();
-    headers.retain(|m| keep.contains(&m.uid));
+    headers.retain(|m| match side(m) {
+        Side::Inside => true,
+        Side::Before => false,
+        Side::Unsure => confirmed.contains(&m.uid),
+    });
     Ok(before - headers.len())
 }
 
@@ -1137,7 +1124,7 @@ impl RawBatch {
             folder: folder.to_owned(),
             item_key: item_key(validity, m.uid),
             headers,
-            internal_date: self.headers.internal_date(m).map(|d| d.with_timezone(&Utc)),
+            internal_date: m.internal_date().map(|d| d.with_timezone(&Utc)),
         }
     }
 }
